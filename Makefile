@@ -1,0 +1,44 @@
+# The one task runner. A newcomer needs two targets: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Honour a persistent CARGO_TARGET_DIR when one is set; default to ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+.PHONY: run test check fmt clippy bench docs build-release build-debug deps-run deps-test
+
+deps-run:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+build-release: deps-run
+	$(CARGO) build --release -p kopa
+
+build-debug:
+	$(CARGO) build -p kopa
+
+## Start Kopa with the embedded default configuration (data in ./data, https://127.0.0.1:8443).
+run: build-release
+	$(TARGET_DIR)/release/kopa serve $(ARGS)
+
+## Install what the tests need and run the whole suite.
+test: deps-test build-debug
+	KOPA_BIN=$(TARGET_DIR)/debug/kopa scripts/run-tests.sh
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt, clippy -D warnings and the tests.
+check: fmt clippy test
+
+## Regenerate generated documents (docs/config.md).
+docs:
+	KOPA_BLESS=1 $(CARGO) test -q -p kopa-config reference_doc_is_current
+
+## Measure and write BENCHMARKS.md.
+bench: deps-test build-release
+	python3 scripts/bench.py --kopa $(TARGET_DIR)/release/kopa --out BENCHMARKS.md

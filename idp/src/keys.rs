@@ -1,0 +1,205 @@
+//! The IdP's signing keys: one ES256 and one RS256 key for OIDC tokens and an RSA-2048 key
+//! with a self-signed certificate for SAML. Generated on first start under
+//! `<data_dir>/keys/` (directory 0700, files 0600), reused on every later start.
+
+use crate::IdpError;
+use base64::Engine;
+use kopa_config::Secret;
+use kopa_store::fsutil;
+use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm};
+use std::path::{Path, PathBuf};
+
+/// Public facts about one key: safe to log and to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// What the key signs.
+    pub purpose: &'static str,
+    /// JOSE / XML-DSig algorithm name.
+    pub algorithm: &'static str,
+    /// Key id: base64url of the first 16 bytes of SHA-256 over the SubjectPublicKeyInfo.
+    pub kid: String,
+    /// Where the private key lives.
+    pub path: PathBuf,
+    /// Whether this start generated it.
+    pub generated: bool,
+}
+
+/// A loaded private key.
+#[derive(Debug)]
+pub struct LoadedKey {
+    /// Public facts.
+    pub info: KeyInfo,
+    /// PKCS#8 PEM of the private key.
+    pub pem: Secret,
+}
+
+/// All signing keys of the IdP.
+#[derive(Debug)]
+pub struct SigningKeys {
+    /// ES256 (P-256) key for OIDC.
+    pub oidc_es256: LoadedKey,
+    /// RS256 (RSA-2048) key for OIDC clients that need RSA.
+    pub oidc_rs256: LoadedKey,
+    /// RSA-2048 key for SAML signatures.
+    pub saml: LoadedKey,
+    /// PEM certificate for the SAML key.
+    pub saml_certificate_pem: String,
+}
+
+struct Spec {
+    purpose: &'static str,
+    algorithm: &'static str,
+    file: &'static str,
+    alg: &'static SignatureAlgorithm,
+}
+
+const OIDC_ES256: Spec = Spec {
+    purpose: "oidc",
+    algorithm: "ES256",
+    file: "oidc-es256.pem",
+    alg: &rcgen::PKCS_ECDSA_P256_SHA256,
+};
+const OIDC_RS256: Spec = Spec {
+    purpose: "oidc",
+    algorithm: "RS256",
+    file: "oidc-rs256.pem",
+    alg: &rcgen::PKCS_RSA_SHA256,
+};
+const SAML: Spec = Spec {
+    purpose: "saml",
+    algorithm: "RSA-SHA256",
+    file: "saml-signing.pem",
+    alg: &rcgen::PKCS_RSA_SHA256,
+};
+const SAML_CERT_FILE: &str = "saml-signing.crt";
+/// SAML signing certificates are pinned in SP metadata, so they live long; rollover is an
+/// explicit operator action, not an expiry surprise.
+const SAML_CERT_DAYS: i64 = 5 * 365;
+
+fn kid_of(key: &KeyPair) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+}
+
+fn load_or_generate(dir: &Path, spec: &Spec) -> Result<(LoadedKey, KeyPair), IdpError> {
+    let path = dir.join(spec.file);
+    let (key, generated) = if path.exists() {
+        let pem = std::fs::read_to_string(&path).map_err(|e| IdpError::KeyFile {
+            path: path.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        let key = KeyPair::from_pem_and_sign_algo(&pem, spec.alg).map_err(|e| IdpError::KeyFile {
+            path: path.clone(),
+            reason: format!("not a {} private key ({e})", spec.algorithm),
+        })?;
+        (key, false)
+    } else {
+        let key = KeyPair::generate_for(spec.alg).map_err(|e| IdpError::Generate {
+            what: spec.algorithm,
+            reason: e.to_string(),
+        })?;
+        fsutil::write_private_file_atomic(&path, key.serialize_pem().as_bytes())
+            .map_err(|source| IdpError::Io { path: path.clone(), source })?;
+        (key, true)
+    };
+    let info = KeyInfo {
+        purpose: spec.purpose,
+        algorithm: spec.algorithm,
+        kid: kid_of(&key),
+        path,
+        generated,
+    };
+    let pem = Secret::new(key.serialize_pem());
+    Ok((LoadedKey { info, pem }, key))
+}
+
+fn saml_certificate(dir: &Path, key: &KeyPair, regenerate: bool) -> Result<String, IdpError> {
+    let path = dir.join(SAML_CERT_FILE);
+    if !regenerate && path.exists() {
+        return std::fs::read_to_string(&path).map_err(|e| IdpError::KeyFile {
+            path,
+            reason: e.kind().to_string(),
+        });
+    }
+    let gen_err = |e: rcgen::Error| IdpError::Generate {
+        what: "SAML signing certificate",
+        reason: e.to_string(),
+    };
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Kopa SAML signing");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(SAML_CERT_DAYS);
+    let pem = params.self_signed(key).map_err(gen_err)?.pem();
+    fsutil::write_private_file_atomic(&path, pem.as_bytes())
+        .map_err(|source| IdpError::Io { path, source })?;
+    Ok(pem)
+}
+
+impl SigningKeys {
+    /// Loads the keys from `dir`, generating any that are missing.
+    pub fn load_or_generate(dir: &Path) -> Result<Self, IdpError> {
+        fsutil::ensure_private_dir(dir).map_err(|source| IdpError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let (oidc_es256, _) = load_or_generate(dir, &OIDC_ES256)?;
+        let (oidc_rs256, _) = load_or_generate(dir, &OIDC_RS256)?;
+        let (saml, saml_key) = load_or_generate(dir, &SAML)?;
+        // A new SAML key always gets a new certificate; an old certificate would not match it.
+        let saml_certificate_pem = saml_certificate(dir, &saml_key, saml.info.generated)?;
+        Ok(Self {
+            oidc_es256,
+            oidc_rs256,
+            saml,
+            saml_certificate_pem,
+        })
+    }
+
+    /// Public facts of every key.
+    pub fn infos(&self) -> [&KeyInfo; 3] {
+        [&self.oidc_es256.info, &self.oidc_rs256.info, &self.saml.info]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generated_once_then_reused_with_private_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys_dir = dir.path().join("keys");
+        let first = SigningKeys::load_or_generate(&keys_dir).unwrap();
+        assert!(first.infos().iter().all(|i| i.generated));
+        let mode = std::fs::metadata(&keys_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        for info in first.infos() {
+            let mode = std::fs::metadata(&info.path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", info.path.display());
+        }
+
+        let second = SigningKeys::load_or_generate(&keys_dir).unwrap();
+        assert!(second.infos().iter().all(|i| !i.generated));
+        for (a, b) in first.infos().iter().zip(second.infos()) {
+            assert_eq!(a.kid, b.kid);
+        }
+        assert_eq!(first.saml_certificate_pem, second.saml_certificate_pem);
+        let kids: std::collections::BTreeSet<_> = first.infos().iter().map(|i| &i.kid).collect();
+        assert_eq!(kids.len(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_key_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        SigningKeys::load_or_generate(dir.path()).unwrap();
+        let path = dir.path().join(OIDC_RS256.file);
+        std::fs::write(&path, "garbage").unwrap();
+        let err = SigningKeys::load_or_generate(dir.path()).unwrap_err();
+        assert!(matches!(err, IdpError::KeyFile { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "garbage");
+    }
+}

@@ -1,0 +1,13 @@
+//! Kopa's identity provider. For now it owns what the appliance needs from its first start:
+//! the signing keys that OIDC and SAML will use, and local (break-glass) accounts stored as
+//! argon2id hashes. Directories, login pages, sessions, OIDC and SAML arrive with their
+//! issues and build on these.
+
+pub mod error;
+pub mod keys;
+pub mod local;
+pub mod password;
+
+pub use error::IdpError;
+pub use keys::{KeyInfo, SigningKeys};
+pub use local::{AccountSummary, LocalAccounts, NewAccount, SCHEMA};

@@ -1,0 +1,192 @@
+//! The Kopa appliance: opens every service's storage, prepares keys and the first
+//! administrator, and serves them all behind one HTTPS listener. [`start`] is what
+//! `kopa serve` runs and what the integration tests start, one appliance per test.
+
+pub mod control;
+pub mod services;
+mod tls_files;
+
+use kopa_config::{Config, Secret};
+use kopa_core::{Clock, SystemClock};
+use kopa_idp::{KeyInfo, SigningKeys};
+use kopa_web::{EdgeSettings, Readiness, ReloadableCert, ServeSummary, Server};
+use services::Services;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warp::Filter;
+
+pub use services::SCHEMAS;
+
+/// Why the appliance could not start; each renders as one line naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created or written.
+    #[error("Data directory {path} is not usable: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The listener could not bind.
+    #[error(transparent)]
+    Listen(#[from] kopa_web::ServeError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] kopa_web::TlsError),
+    /// A service database could not be opened.
+    #[error("{0}")]
+    Store(#[from] kopa_store::StoreError),
+    /// IdP keys or accounts failed.
+    #[error(transparent)]
+    Idp(#[from] kopa_idp::IdpError),
+    /// A configured secret file could not be read.
+    #[error("Cannot read secret file {path}: {reason}")]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The control socket could not be created.
+    #[error("Cannot create control socket {path}: {reason}")]
+    Control {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS's reason.
+        reason: String,
+    },
+}
+
+/// What the first start created and must be shown once.
+#[derive(Debug)]
+pub struct FirstAdmin {
+    /// The account's username.
+    pub username: String,
+    /// The generated password; `None` when it came from `admin_password_file`.
+    pub password: Option<Secret>,
+}
+
+/// A running appliance.
+#[derive(Debug)]
+pub struct Handle {
+    /// The bound HTTPS address.
+    pub addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The TLS certificate in use (reloadable).
+    pub tls: Arc<ReloadableCert>,
+    /// Whether this start generated the self-signed TLS certificate.
+    pub tls_generated: bool,
+    /// The IdP signing keys' public facts.
+    pub keys: Vec<KeyInfo>,
+    /// Set when this start created the first platform administrator.
+    pub first_admin: Option<FirstAdmin>,
+    readiness: Readiness,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<ServeSummary>,
+    control: control::ControlServer,
+}
+
+impl Handle {
+    /// `https://<addr>` of the listener.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Re-reads the TLS certificate and key (what SIGHUP does).
+    pub fn reload_tls(&self) -> Result<kopa_web::CertInfo, kopa_web::TlsError> {
+        self.tls.reload()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, then closes
+    /// the control socket and every database.
+    pub async fn shutdown(self) -> ServeSummary {
+        self.readiness.set_draining();
+        let _ = self.stop.send(());
+        let summary = self.serving.await.unwrap_or(ServeSummary {
+            dropped_connections: 0,
+        });
+        self.control.stop().await;
+        summary
+    }
+}
+
+fn prepare_data_dir(path: &Path) -> Result<(), StartError> {
+    let fail = |e: std::io::Error| StartError::DataDir {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    kopa_store::fsutil::ensure_private_dir(path).map_err(fail)?;
+    // Prove we can write before anything else does: a read-only mount fails here, clearly.
+    let probe = path.join(".write-probe");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)?;
+    Ok(())
+}
+
+/// Starts the appliance described by a validated `config`.
+pub async fn start(config: Config) -> Result<Handle, StartError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with a chosen clock.
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Handle, StartError> {
+    let server = Server::bind(config.listen_addr()).await?;
+    let addr = server.local_addr();
+    let data_dir = config.server.data_dir.clone();
+    prepare_data_dir(&data_dir)?;
+
+    let (tls, tls_generated) = tls_files::load_or_create(&config, addr)?;
+    let services = Services::open(&data_dir, clock)?;
+    let keys = SigningKeys::load_or_generate(&data_dir.join("keys"))?;
+
+    let admin_password = match &config.bootstrap.admin_password_file {
+        Some(path) => Some(kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
+            path: path.clone(),
+            reason: e.kind().to_string(),
+        })?),
+        None => None,
+    };
+    let first_admin = services
+        .accounts
+        .bootstrap_admin(&config.bootstrap.admin_username, admin_password)
+        .await?
+        .map(|(summary, password)| FirstAdmin {
+            username: summary.username,
+            password,
+        });
+
+    let control = control::ControlServer::start(&data_dir, services.clone(), tls.clone())?;
+    let readiness = Readiness::new(services.probes());
+    let routes = kopa_web::health_routes(readiness.clone()).recover(kopa_web::recover);
+    let tls_config = tls.server_config()?;
+    let settings = EdgeSettings::from_config(&config.server);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let summary = server
+            .serve(warp::service(routes), tls_config, settings, async {
+                let _ = stopped.await;
+            })
+            .await;
+        // The services (and their databases) close when the last request holding them ends.
+        drop(services);
+        summary
+    });
+
+    Ok(Handle {
+        addr,
+        data_dir,
+        keys: keys.infos().into_iter().cloned().collect(),
+        tls,
+        tls_generated,
+        first_admin,
+        readiness,
+        stop,
+        serving,
+        control,
+    })
+}

@@ -1,0 +1,21 @@
+//! Storage for Kopa's services: one redb file per service with typed tables, numbered schema
+//! migrations, transactions run off the async workers, and verified backup and restore.
+//!
+//! redb types stay behind [`ReadTxn`], [`WriteTxn`] and [`Table`], so service repositories can
+//! later gain another backend without their callers noticing.
+
+pub mod backup;
+mod error;
+pub mod fsutil;
+mod key;
+mod migrate;
+mod store;
+mod table;
+mod txn;
+
+pub use error::StoreError;
+pub use key::Key;
+pub use migrate::{Migration, Schema};
+pub use store::{Store, db_file};
+pub use table::Table;
+pub use txn::{ReadTxn, WriteTxn};

@@ -1,0 +1,229 @@
+//! Read and write transactions over typed tables, hiding redb's types from callers.
+
+use crate::key::tuple_prefix;
+use crate::table::raw;
+use crate::{Key, StoreError, Table};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+type Bytes = &'static [u8];
+
+/// A consistent snapshot: sees exactly what was committed before it began.
+pub struct ReadTxn {
+    inner: redb::ReadTransaction,
+}
+
+/// One write transaction; its changes become visible together, or not at all.
+pub struct WriteTxn<'a> {
+    inner: &'a redb::WriteTransaction,
+}
+
+impl std::fmt::Debug for ReadTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadTxn")
+    }
+}
+
+impl std::fmt::Debug for WriteTxn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteTxn")
+    }
+}
+
+impl ReadTxn {
+    pub(crate) fn new(inner: redb::ReadTransaction) -> Self {
+        Self { inner }
+    }
+
+    pub(crate) fn raw(&self) -> &redb::ReadTransaction {
+        &self.inner
+    }
+
+    fn open(&self, name: &str) -> Result<Option<redb::ReadOnlyTable<Bytes, Bytes>>, StoreError> {
+        match self.inner.open_table(raw(name)) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl<'a> WriteTxn<'a> {
+    pub(crate) fn new(inner: &'a redb::WriteTransaction) -> Self {
+        Self { inner }
+    }
+
+    // Opening a table in a write transaction creates it; an empty table is harmless and keeps
+    // reads here from paying for a table listing.
+    fn open(&self, name: &str) -> Result<Option<redb::Table<'_, Bytes, Bytes>>, StoreError> {
+        Ok(Some(self.inner.open_table(raw(name))?))
+    }
+
+    /// Creates the table if it does not exist yet (for migrations).
+    pub fn open_table<K: Key, V>(&self, t: &Table<K, V>) -> Result<(), StoreError> {
+        self.inner.open_table(t.def())?;
+        Ok(())
+    }
+
+    /// Deletes the table and its records; returns whether it existed.
+    pub fn delete_table<K: Key, V>(&self, t: &Table<K, V>) -> Result<bool, StoreError> {
+        Ok(self.inner.delete_table(t.def())?)
+    }
+
+    /// Stores `v` under `k`, returning the value it replaced.
+    pub fn insert<K: Key, V: Serialize + DeserializeOwned>(
+        &self,
+        t: &Table<K, V>,
+        k: &K,
+        v: &V,
+    ) -> Result<Option<V>, StoreError> {
+        let value = t.encode_value(v)?;
+        let mut table = self.inner.open_table(t.def())?;
+        let old = table.insert(k.encode().as_slice(), value.as_slice())?;
+        old.map(|g| t.decode_value(g.value())).transpose()
+    }
+
+    /// Removes `k`, returning the value it had.
+    pub fn remove<K: Key, V: DeserializeOwned>(
+        &self,
+        t: &Table<K, V>,
+        k: &K,
+    ) -> Result<Option<V>, StoreError> {
+        let mut table = self.inner.open_table(t.def())?;
+        let old = table.remove(k.encode().as_slice())?;
+        old.map(|g| t.decode_value(g.value())).transpose()
+    }
+}
+
+/// The read methods, identical on both transaction kinds.
+macro_rules! read_methods {
+    () => {
+        /// The value stored under `k`, if any.
+        pub fn get<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+            k: &K,
+        ) -> Result<Option<V>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(None);
+            };
+            let found = table.get(k.encode().as_slice())?;
+            found.map(|g| t.decode_value(g.value())).transpose()
+        }
+
+        pub fn contains<K: Key, V>(&self, t: &Table<K, V>, k: &K) -> Result<bool, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(false);
+            };
+            Ok(table.get(k.encode().as_slice())?.is_some())
+        }
+
+        /// Every record, in key order.
+        pub fn iter<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+        ) -> Result<Vec<(K, V)>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(Vec::new());
+            };
+            collect(t, table.iter()?, &[], usize::MAX)
+        }
+
+        /// Up to `limit` records with keys `>= from`, in key order.
+        pub fn range_from<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+            from: &K,
+            limit: usize,
+        ) -> Result<Vec<(K, V)>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(Vec::new());
+            };
+            let start = from.encode();
+            collect(t, table.range::<&[u8]>(start.as_slice()..)?, &[], limit)
+        }
+
+        /// Every record whose key has first component `a`, in key order.
+        pub fn scan_prefix<A: Key, B: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<(A, B), V>,
+            a: &A,
+        ) -> Result<Vec<((A, B), V)>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(Vec::new());
+            };
+            let prefix = tuple_prefix(a);
+            collect(
+                t,
+                table.range::<&[u8]>(prefix.as_slice()..)?,
+                &prefix,
+                usize::MAX,
+            )
+        }
+
+        /// The record with the smallest key.
+        pub fn first<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+        ) -> Result<Option<(K, V)>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(None);
+            };
+            let found = table.first()?;
+            found
+                .map(|(k, v)| t.decode_pair(k.value(), v.value()))
+                .transpose()
+        }
+
+        /// The record with the largest key.
+        pub fn last<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+        ) -> Result<Option<(K, V)>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(None);
+            };
+            let found = table.last()?;
+            found
+                .map(|(k, v)| t.decode_pair(k.value(), v.value()))
+                .transpose()
+        }
+
+        /// How many records the table holds.
+        pub fn len<K: Key, V>(&self, t: &Table<K, V>) -> Result<u64, StoreError> {
+            match self.open(t.name())? {
+                Some(table) => Ok(table.len()?),
+                None => Ok(0),
+            }
+        }
+    };
+}
+
+impl ReadTxn {
+    read_methods!();
+}
+
+impl WriteTxn<'_> {
+    read_methods!();
+}
+
+fn collect<K: Key, V: DeserializeOwned>(
+    t: &Table<K, V>,
+    range: redb::Range<'_, Bytes, Bytes>,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<(K, V)>, StoreError> {
+    let mut out = Vec::new();
+    for item in range {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = item?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push(t.decode_pair(k.value(), v.value())?);
+    }
+    Ok(out)
+}
