@@ -60,7 +60,7 @@ impl Schema {
         if let Some(alternatives) = alternatives(schema) {
             return alternatives.iter().all(|alt| self.is_string_like(alt));
         }
-        types(schema).iter().any(|t| *t == "string")
+        types(schema).contains(&"string")
     }
 
     pub fn allows_null(&self, schema: &Json) -> bool {
@@ -83,7 +83,13 @@ impl Schema {
 
     /// Checks `node` (at dotted `path`) against `schema`, pushing problems and pruning
     /// invalid descendants. Returns false when `node` itself must be dropped.
-    pub fn check(&self, node: &mut Node, schema: &Json, path: &str, out: &mut Vec<Problem>) -> bool {
+    pub fn check(
+        &self,
+        node: &mut Node,
+        schema: &Json,
+        path: &str,
+        out: &mut Vec<Problem>,
+    ) -> bool {
         let schema = self.resolve(schema);
         if let Json::Bool(allowed) = schema {
             return *allowed;
@@ -264,7 +270,13 @@ fn check_allowed(node: &Node, allowed: Vec<&Json>, path: &str, out: &mut Vec<Pro
     false
 }
 
-fn check_integer(value: i64, schema: &Json, path: &str, node: &Node, out: &mut Vec<Problem>) -> bool {
+fn check_integer(
+    value: i64,
+    schema: &Json,
+    path: &str,
+    node: &Node,
+    out: &mut Vec<Problem>,
+) -> bool {
     let (format_min, format_max) = schema
         .get("format")
         .and_then(Json::as_str)
@@ -276,7 +288,11 @@ fn check_integer(value: i64, schema: &Json, path: &str, node: &Node, out: &mut V
     if (min..=max).contains(&i128::from(value)) {
         return true;
     }
-    out.push(problem(path, node, range_message(i128::from(value), min, max)));
+    out.push(problem(
+        path,
+        node,
+        range_message(i128::from(value), min, max),
+    ));
     false
 }
 

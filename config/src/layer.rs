@@ -1,7 +1,5 @@
 //! The environment and command-line layers, each turned into its own tree.
 
-
-
 use crate::check::Schema;
 use crate::tree::{Node, Value, from_toml_value};
 use crate::{Origin, Overrides, Problem};
@@ -52,7 +50,9 @@ pub(crate) fn env_layer(
         let key = path.join(".");
         let Some(schema_at) = schema.at_path(&path) else {
             // Unknown keys go into the tree as strings; the schema check reports them.
-            layer.tree.insert(&path, Node::new(Value::String(raw), origin));
+            layer
+                .tree
+                .insert(&path, Node::new(Value::String(raw), origin));
             continue;
         };
         if raw.is_empty() && schema.allows_null(schema_at) {
@@ -60,7 +60,9 @@ pub(crate) fn env_layer(
             continue;
         }
         if schema.is_string_like(schema_at) {
-            layer.tree.insert(&path, Node::new(Value::String(raw), origin));
+            layer
+                .tree
+                .insert(&path, Node::new(Value::String(raw), origin));
             continue;
         }
         match raw.trim().parse::<toml_edit::Value>() {
@@ -85,7 +87,11 @@ pub(crate) fn cli_layer(overrides: &Overrides, out: &mut Vec<Problem>) -> Node {
                 let path = path.map(str::to_owned);
                 tree.insert(&path, Node::new(Value::String(value.to_owned()), origin));
             }
-            None => out.push(Problem::new(path.join("."), origin, "Path is not valid UTF-8")),
+            None => out.push(Problem::new(
+                path.join("."),
+                origin,
+                "Path is not valid UTF-8",
+            )),
         }
     };
     if let Some(dir) = &overrides.data_dir {
@@ -96,4 +102,3 @@ pub(crate) fn cli_layer(overrides: &Overrides, out: &mut Vec<Problem>) -> Node {
     }
     tree
 }
-

@@ -1,6 +1,28 @@
-//! tmp
+//! The one typed configuration of a Kopa appliance, `kopa.toml`.
+//!
+//! [`load`] layers built-in defaults, the file, `KOPA__...` environment variables and
+//! CLI flags, then checks the result against the schema and [`Config::validate`],
+//! reporting every [`Problem`] at once with its key path and origin.
+//! [`reference_markdown`] renders the schema as `docs/config.md`.
+
+mod check;
+mod layer;
+mod load;
+mod problems;
+mod reference;
 mod schema;
-pub use schema::*;
+mod secret;
+mod tree;
+mod validate;
+
+pub use load::{Origins, Overrides, Source, load, load_str, load_with_origins};
+pub use problems::{Origin, Problem, Problems};
+pub use reference::reference_markdown;
+pub use schema::{BootstrapConfig, Config, LogConfig, LogFormat, ServerConfig};
+pub use secret::{Secret, read_secret_file};
+
+/// The configuration format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
-#[cfg(test)]
-mod t { #[test] fn p() { println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(crate::Config)).unwrap()); } }
+
+/// The embedded default configuration: every key at its default, with comments.
+pub const DEFAULT_TOML: &str = include_str!("../examples/default.toml");

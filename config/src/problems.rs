@@ -124,7 +124,10 @@ mod tests {
             },
             "Bad",
         );
-        assert_eq!(env.to_string(), "env KOPA__SERVER__LISTEN: server.listen: Bad");
+        assert_eq!(
+            env.to_string(),
+            "env KOPA__SERVER__LISTEN: server.listen: Bad"
+        );
         let cli = Problem::new(
             "server.listen",
             Origin::Cli {

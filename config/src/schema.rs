@@ -24,10 +24,8 @@ pub(crate) mod limits {
     pub const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=65535;
 }
 
-const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
-    8443,
-);
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8443);
 
 /// The whole configuration of one Kopa appliance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -54,6 +52,7 @@ pub struct ServerConfig {
     /// Directory holding the database, keys and generated certificates. A relative
     /// path is taken relative to the working directory of the `kopa` process; use an
     /// absolute path in production.
+    #[schemars(extend("format" = "path"))]
     pub data_dir: PathBuf,
     /// External base URL under which users and relying parties reach this appliance,
     /// e.g. `https://id.example.lv`. It is the issuer of tokens and assertions, so it
@@ -63,11 +62,13 @@ pub struct ServerConfig {
     /// PEM file with the server certificate followed by its intermediate chain. Set
     /// together with `tls_key_file`; when both are unset, a self-signed certificate is
     /// generated under `<data_dir>/tls/` on first start.
+    #[schemars(extend("format" = "path"))]
     pub tls_cert_file: Option<PathBuf>,
     /// PEM file with the private key of `tls_cert_file`. Keep it readable only by the
     /// `kopa` user.
+    #[schemars(extend("format" = "path"))]
     pub tls_key_file: Option<PathBuf>,
-    /// Largest request body accepted, in bytes; larger requests are refused with 413.
+    /// Largest request body accepted, in bytes; larger requests are refused.
     #[schemars(range(min = *limits::MAX_BODY_BYTES.start(), max = *limits::MAX_BODY_BYTES.end()))]
     pub max_body_bytes: u64,
     /// Seconds a client may take to send the request headers before the connection
@@ -99,7 +100,7 @@ pub struct ServerConfig {
         max = *limits::SHUTDOWN_GRACE_SECS.end()
     ))]
     pub shutdown_grace_secs: u64,
-    /// Most simultaneous client connections; further clients wait in the accept queue.
+    /// Most client connections served at the same time.
     #[schemars(range(min = *limits::MAX_CONNECTIONS.start(), max = *limits::MAX_CONNECTIONS.end()))]
     pub max_connections: u32,
 }
@@ -135,8 +136,9 @@ pub struct BootstrapConfig {
     /// User name of the platform administrator created on first start: 1 to 64
     /// characters of `a-z`, `0-9`, `.`, `_` and `-`, starting with a letter.
     pub admin_username: String,
-    /// File holding the first password of that administrator. When unset, a random
-    /// password is generated and printed once to the log of the first start.
+    /// File holding the first password of that administrator, read on first start
+    /// only. When unset, a random password is generated instead.
+    #[schemars(extend("format" = "path"))]
     pub admin_password_file: Option<PathBuf>,
 }
 

@@ -57,7 +57,10 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, io::Error> {
     // Decoding by hand so that a UTF-8 error cannot echo any bytes of the secret.
     let mut text = String::from_utf8(bytes).map_err(|_| {
         let path = path.to_owned();
-        io::Error::new(io::ErrorKind::InvalidData, SecretFileError::NotUtf8 { path })
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            SecretFileError::NotUtf8 { path },
+        )
     })?;
     if text.ends_with("\r\n") {
         text.truncate(text.len() - 2);

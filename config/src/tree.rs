@@ -161,8 +161,12 @@ pub(crate) fn parse_file(text: &str, name: &str) -> Result<Node, Problem> {
     let lines = LineIndex::new(text);
     let doc = toml_edit::Document::parse(text).map_err(|e| {
         let line = e.span().map(|span| lines.line_of(span.start));
-        let message = capitalise(e.message().trim());
-        Problem::new("", Origin::file(name, line), format!("Invalid TOML: {message}"))
+        let message = capitalise(&e.message().trim().replace('\n', " "));
+        Problem::new(
+            "",
+            Origin::file(name, line),
+            format!("Invalid TOML: {message}"),
+        )
     })?;
     let file = FileTree { name, lines };
     Ok(file.table(doc.as_table(), file.origin(None)))

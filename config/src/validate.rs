@@ -60,19 +60,24 @@ impl Config {
         }
         check_path_not_empty(out, "server.tls_cert_file", s.tls_cert_file.as_deref());
         check_path_not_empty(out, "server.tls_key_file", s.tls_key_file.as_deref());
+        // Reported on the key that is set, so the problem points at a line of the file.
         match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(_), None) => out.push(Problem::default_origin(
-                "server.tls_key_file",
-                "Missing; set it together with server.tls_cert_file",
+                "server.tls_cert_file",
+                "Set without server.tls_key_file (set both or neither)",
             )),
             (None, Some(_)) => out.push(Problem::default_origin(
-                "server.tls_cert_file",
-                "Missing; set it together with server.tls_key_file",
+                "server.tls_key_file",
+                "Set without server.tls_cert_file (set both or neither)",
             )),
             _ => {}
         }
         let ranges = [
-            ("server.max_body_bytes", s.max_body_bytes, limits::MAX_BODY_BYTES),
+            (
+                "server.max_body_bytes",
+                s.max_body_bytes,
+                limits::MAX_BODY_BYTES,
+            ),
             (
                 "server.header_read_timeout_secs",
                 s.header_read_timeout_secs,
@@ -88,7 +93,11 @@ impl Config {
                 s.request_timeout_secs,
                 limits::REQUEST_TIMEOUT_SECS,
             ),
-            ("server.keep_alive_secs", s.keep_alive_secs, limits::KEEP_ALIVE_SECS),
+            (
+                "server.keep_alive_secs",
+                s.keep_alive_secs,
+                limits::KEEP_ALIVE_SECS,
+            ),
             (
                 "server.shutdown_grace_secs",
                 s.shutdown_grace_secs,
@@ -259,9 +268,148 @@ fn valid_authority(authority: &str) -> bool {
         }
     };
     let host_ok = !host.is_empty()
-        && host
-            .split('.')
-            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
     host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(config: &Config) -> Vec<String> {
+        config.validate().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn log_filters() {
+        for good in [
+            "info",
+            "INFO",
+            "off",
+            "info,kopa_web=debug",
+            "warn, a::b=trace",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "inf",
+            "info,",
+            "kopa_web",
+            "kopa-web=debug",
+            "=info",
+            "a=b=c",
+            "x[s]=info",
+        ] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usernames() {
+        for good in ["admin", "a", "kopa-admin", "j.berzins_2"] {
+            assert_eq!(check_username(good), Ok(()), "{good}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "1admin",
+            "Admin",
+            "ad min",
+            "admīns",
+            "-a",
+            long.as_str(),
+        ] {
+            assert!(check_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn public_urls() {
+        for good in [
+            "https://id.example.lv",
+            "https://id.example.lv/",
+            "https://id.example.lv:8443/kopa",
+            "https://[::1]:8443",
+            "https://localhost",
+        ] {
+            assert_eq!(check_public_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://id.example.lv",
+            "https://",
+            "https://id.example.lv?x=1",
+            "https://id.example.lv/#top",
+            "https://user@id.example.lv",
+            "https://id..lv",
+            "https://id.example.lv:0",
+            "https://id.example.lv:99999",
+            "https://[nope]",
+            "https://id example.lv",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn semantic_problems_name_their_keys() {
+        let mut config = Config {
+            version: 2,
+            ..Config::default()
+        };
+        config.server.listen = "abc".into();
+        config.server.tls_cert_file = Some("/c.pem".into());
+        config.server.max_connections = 0;
+        config.server.keep_alive_secs = 3601;
+        config.log.level = "loud".into();
+        assert_eq!(
+            keys(&config),
+            [
+                "version",
+                "server.listen",
+                "server.tls_cert_file",
+                "server.keep_alive_secs",
+                "server.max_connections",
+                "log.level",
+            ]
+        );
+        let problems = config.validate();
+        assert_eq!(
+            problems[0].message,
+            "Unsupported config version 2; this Kopa reads version 1"
+        );
+        assert_eq!(
+            problems[1].message,
+            "Not a socket address: \"abc\" (expected e.g. 127.0.0.1:8443)"
+        );
+        assert_eq!(
+            problems[3].message,
+            "Out of range: 3601 (allowed 1 to 3600)"
+        );
+    }
+
+    #[test]
+    fn check_files_reports_missing_and_non_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "k").unwrap();
+        let mut config = Config::default();
+        config.server.tls_cert_file = Some(dir.path().join("missing.pem"));
+        config.server.tls_key_file = Some(key);
+        config.bootstrap.admin_password_file = Some(dir.path().to_owned());
+        let problems = config.check_files();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].key, "server.tls_cert_file");
+        assert!(problems[0].message.starts_with("File not found: "));
+        assert_eq!(problems[1].key, "bootstrap.admin_password_file");
+        assert!(problems[1].message.starts_with("Not a regular file: "));
+    }
 }

@@ -131,7 +131,10 @@ fn config_problems(problems: &Problems) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-fn load_config(args: &ConfigArgs, listen: Option<String>) -> Result<Config, Problems> {
+fn load_config(
+    args: &ConfigArgs,
+    listen: Option<String>,
+) -> Result<(Config, kopa_config::Origins), Problems> {
     let source = match &args.config {
         Some(path) => Source::File(path),
         None => Source::Embedded,
@@ -140,36 +143,46 @@ fn load_config(args: &ConfigArgs, listen: Option<String>) -> Result<Config, Prob
         data_dir: args.data_dir.clone(),
         listen,
     };
-    kopa_config::load(source, std::env::vars(), &overrides)
+    kopa_config::load_with_origins(source, std::env::vars(), &overrides)
 }
 
 /// Runs the command.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => match load_config(&config, listen) {
-            Ok(config) => serve(config).await,
+            Ok((config, origins)) => {
+                let missing = origins.attribute(config.check_files());
+                match missing.first() {
+                    Some(problem) => fail(problem),
+                    None => serve(config).await,
+                }
+            }
             Err(p) => config_problems(&p),
         },
         Command::CheckConfig { file, no_files } => check_config(&file, no_files),
         Command::Backup { dir, config } => match load_config(&config, None) {
-            Ok(config) => backup(&config, dir).await,
+            Ok((config, _)) => backup(&config, dir).await,
             Err(p) => config_problems(&p),
         },
         Command::Restore { dir, config, verify_only } => match load_config(&config, None) {
-            Ok(config) => restore(&config, &dir, verify_only),
+            Ok((config, _)) => restore(&config, &dir, verify_only),
             Err(p) => config_problems(&p),
         },
         Command::Admin { config, command } => match load_config(&config, None) {
-            Ok(config) => admin(&config, command).await,
+            Ok((config, _)) => admin(&config, command).await,
             Err(p) => config_problems(&p),
         },
     }
 }
 
 fn check_config(file: &Path, no_files: bool) -> ExitCode {
-    match kopa_config::load(Source::File(file), std::env::vars(), &Overrides::default()) {
-        Ok(config) => {
-            let problems = if no_files { Vec::new() } else { config.check_files() };
+    match kopa_config::load_with_origins(Source::File(file), std::env::vars(), &Overrides::default()) {
+        Ok((config, origins)) => {
+            let problems = if no_files {
+                Vec::new()
+            } else {
+                origins.attribute(config.check_files())
+            };
             if problems.is_empty() {
                 println!("{}: OK", file.display());
                 ExitCode::SUCCESS
@@ -199,9 +212,6 @@ fn init_logging(config: &Config) {
 
 async fn serve(config: Config) -> ExitCode {
     init_logging(&config);
-    if let Some(problem) = config.check_files().first() {
-        return fail(problem);
-    }
     let handle = match kopa::start(config).await {
         Ok(h) => h,
         Err(e) => return fail(e),

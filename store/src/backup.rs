@@ -405,7 +405,30 @@ pub fn restore(
     }
 
     let mut report = RestoreReport::default();
-    for (entry, tmp) in manifest.databases.iter().zip(&staged) {
+    let swapped = swap_in(&manifest, data_dir, &staged, &mut report);
+    if let Err(e) = swapped {
+        // Renames are not undone: the operator needs to know exactly where things stand.
+        tracing::error!(
+            restored = ?report.restored,
+            moved_aside = ?report.moved_aside,
+            error = %e,
+            "restore stopped part way"
+        );
+        return Err(e);
+    }
+    fsutil::fsync_dir(data_dir).map_err(|e| StoreError::io("sync", data_dir, e))?;
+    drop(guards);
+    tracing::info!(src = %src.display(), restored = ?report.restored, "restore complete");
+    Ok(report)
+}
+
+fn swap_in(
+    manifest: &Manifest,
+    data_dir: &Path,
+    staged: &[PathBuf],
+    report: &mut RestoreReport,
+) -> Result<(), StoreError> {
+    for (entry, tmp) in manifest.databases.iter().zip(staged) {
         let target = db_file(data_dir, &entry.service);
         if fs::symlink_metadata(&target).is_ok() {
             let aside = aside_path(&target, manifest.created_at_ms);
@@ -416,10 +439,7 @@ pub fn restore(
         fs::rename(tmp, &target).map_err(|e| StoreError::io("rename into place", tmp, e))?;
         report.restored.push(entry.service.clone());
     }
-    fsutil::fsync_dir(data_dir).map_err(|e| StoreError::io("sync", data_dir, e))?;
-    drop(guards);
-    tracing::info!(src = %src.display(), restored = ?report.restored, "restore complete");
-    Ok(report)
+    Ok(())
 }
 
 /// Opens an existing database read-only, which fails if a Kopa has it open and then keeps

@@ -1,5 +1,7 @@
 //! Behaviour of the store crate through its public API: migrations, typed tables, locking,
 //! backup, verify and restore.
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used)]
 
 use kopa_core::TenantId;
 use kopa_store::backup::{self, MANIFEST, Manifest};

@@ -1,1 +1,8 @@
+//! The one integration test binary: every test starts its own appliance (in-process or the
+//! real `kopa` process) on an ephemeral port with a fresh data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod backup;
+mod config;
+mod edge;
+mod lifecycle;

@@ -1,1 +1,32 @@
-//! placeholder
+//! Testkit: start an appliance in-process or as the real `kopa` process on ephemeral ports
+//! with a temporary data directory, and talk to it over real TLS with HTTP/1.1 or HTTP/2.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod client;
+pub mod process;
+
+use std::path::Path;
+
+pub use client::{Client, Conn, Proto, Resp};
+pub use process::{KopaProcess, kopa_bin, run_kopa};
+
+/// A default configuration on an ephemeral loopback port with its data in `dir`.
+pub fn config_in(dir: &Path) -> kopa_config::Config {
+    let mut config = kopa_config::Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.data_dir = dir.to_owned();
+    config
+}
+
+/// Starts an in-process appliance in `dir`.
+pub async fn start_in(dir: &Path) -> kopa::Handle {
+    kopa::start(config_in(dir)).await.expect("appliance starts")
+}
+
+/// SHA-256 fingerprint of the first certificate in a PEM file, as Kopa prints it.
+pub fn pem_fingerprint(path: &Path) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::pem_file_iter(path).unwrap().next().unwrap().unwrap();
+    kopa_web::tls::fingerprint(der.as_ref())
+}

@@ -38,11 +38,6 @@ impl ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
-impl From<ApiError> for Rejection {
-    fn from(value: ApiError) -> Self {
-        warp::reject::custom(value)
-    }
-}
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {

@@ -1,0 +1,175 @@
+//! The Markdown reference of every key (`docs/config.md`), generated from the schema.
+
+use std::fmt::Write as _;
+
+use serde_json::Value as Json;
+
+use crate::check::Schema;
+use crate::layer::env_var_name;
+
+const INTRO: &str = "\
+# Configuration reference
+
+<!-- Generated from the kopa-config schema by `make docs`; do not edit by hand. -->
+
+Kopa reads one TOML file, `kopa.toml` (`config/examples/production.toml` is a realistic
+starting point). Every key is optional: a missing key takes its default.
+
+**Layering.** Values are taken, later winning, from: the built-in defaults, the file,
+environment variables, and the command-line flags `--data-dir` and `--listen`. Every
+problem in every layer is reported at once, each with its key and where it was set
+(`kopa.toml:12: server.listen: ...`, `env KOPA__SERVER__LISTEN: ...`, `--listen: ...`).
+Unknown keys are errors, so a misspelt key never goes unnoticed.
+
+**Environment variables.** `KOPA__` followed by the key path in capitals, with `__`
+between the parts: `KOPA__SERVER__LISTEN=0.0.0.0:443` sets `server.listen`. String and
+path values are taken as written (no quotes); numbers and booleans are parsed as TOML values. An
+empty variable unsets an optional key. Other variables are ignored.
+
+**Secrets** are never written in the configuration itself. Keys ending in `_file` name
+a file that holds the secret; its content never appears in logs or error messages. One
+trailing line break is ignored. Make these files readable only by the `kopa` user.
+
+**Relative paths** are relative to the working directory of the `kopa` process, not to
+the configuration file. Use absolute paths in production.
+
+**Version.** `version = 1` identifies the format; a file written for another version is
+refused instead of being misread.
+";
+
+/// Markdown reference of every key, generated from the schema.
+pub fn reference_markdown() -> String {
+    let schema = Schema::of_config();
+    let mut out = String::from(INTRO);
+    let Some(root) = schema.properties(schema.root()) else {
+        return out;
+    };
+    let (sections, top): (Vec<_>, Vec<_>) = root
+        .iter()
+        .partition(|(_, s)| schema.properties(s).is_some());
+    out.push_str("\n## Top level\n");
+    for (key, key_schema) in top {
+        write_key(&mut out, &schema, &[key], key_schema);
+    }
+    for (section, section_schema) in sections {
+        let _ = write!(out, "\n## `[{section}]`\n");
+        if let Some(description) = description(section_schema) {
+            let _ = write!(out, "\n{description}\n");
+        }
+        for (key, key_schema) in schema.properties(section_schema).into_iter().flatten() {
+            write_key(&mut out, &schema, &[section, key], key_schema);
+        }
+    }
+    out
+}
+
+fn write_key(out: &mut String, schema: &Schema, path: &[&str], key_schema: &Json) {
+    let resolved = schema.resolve(key_schema);
+    let _ = write!(out, "\n### `{}`\n\n", path.join("."));
+    let optional = if schema.allows_null(key_schema) {
+        ", optional"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "- Type: {}{optional}", type_name(schema, key_schema));
+    let default = key_schema
+        .get("default")
+        .or_else(|| resolved.get("default"));
+    let _ = writeln!(
+        out,
+        "- Default: {}",
+        default.map_or("none".to_owned(), toml_literal)
+    );
+    if let Some(allowed) = allowed_values(schema, key_schema) {
+        let _ = writeln!(out, "- Allowed: {allowed}");
+    }
+    let _ = writeln!(out, "- Environment: `{}`", env_var_name(path));
+    if let Some(description) = description(key_schema) {
+        let _ = write!(out, "\n{description}\n");
+    }
+}
+
+fn type_name(schema: &Schema, key_schema: &Json) -> String {
+    if schema.resolve(key_schema).get("format") == Some(&Json::from("path")) {
+        return "path".to_owned();
+    }
+    if schema.is_string_like(key_schema) {
+        return "string".to_owned();
+    }
+    let expected = schema.expected(key_schema);
+    expected
+        .split(" or ")
+        .map(|phrase| phrase.trim_start_matches("an ").trim_start_matches("a "))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+fn allowed_values(schema: &Schema, key_schema: &Json) -> Option<String> {
+    let resolved = schema.resolve(key_schema);
+    if let Some(alternatives) = resolved.get("oneOf").and_then(Json::as_array) {
+        let values: Vec<String> = alternatives
+            .iter()
+            .filter_map(|alt| schema.resolve(alt).get("const"))
+            .map(toml_literal)
+            .collect();
+        return Some(values.join(", "));
+    }
+    let bound = |key: &str| key_schema.get(key).or_else(|| resolved.get(key));
+    match (bound("minimum"), bound("maximum")) {
+        (Some(min), Some(max)) => Some(format!("{min} to {max}")),
+        _ => None,
+    }
+}
+
+fn description(schema: &Json) -> Option<&str> {
+    schema.get("description").and_then(Json::as_str)
+}
+
+/// A default or allowed value as it would be written in `kopa.toml`.
+fn toml_literal(value: &Json) -> String {
+    match value {
+        Json::Null => "none".to_owned(),
+        Json::String(s) => format!("`{}`", toml_edit::Value::from(s.as_str())),
+        other => format!("`{other}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn reference_doc_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+        let generated = reference_markdown();
+        if std::env::var("KOPA_BLESS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/config.md is stale: run `make docs`"
+        );
+    }
+
+    #[test]
+    fn every_key_is_documented_with_its_env_var() {
+        let doc = reference_markdown();
+        for needle in [
+            "### `version`",
+            "### `server.listen`",
+            "- Environment: `KOPA__SERVER__LISTEN`",
+            "- Default: `\"127.0.0.1:8443\"`",
+            "### `log.format`",
+            "- Allowed: `\"json\"`, `\"text\"`",
+            "### `bootstrap.admin_password_file`",
+            "- Type: path, optional",
+            "- Allowed: 1024 to 67108864",
+        ] {
+            assert!(doc.contains(needle), "missing {needle:?} in:\n{doc}");
+        }
+    }
+}
