@@ -79,8 +79,21 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<(CertifiedKey, CertInfo), T
         path: key_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let certified = CertifiedKey::from_der(chain, key, &provider())
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Key {
+            path: key_path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|_| {
+        TlsError::Config(format!(
+            "the key in {} does not belong to the certificate in {}",
+            key_path.display(),
+            cert_path.display()
+        ))
+    })?;
     Ok((certified, info))
 }
 
