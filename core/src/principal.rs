@@ -27,7 +27,11 @@ impl TenantId {
             && value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok { Ok(Self(value)) } else { Err(TenantIdError) }
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(TenantIdError)
+        }
     }
 
     /// The id as text.

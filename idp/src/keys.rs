@@ -77,7 +77,8 @@ const SAML_CERT_FILE: &str = "saml-signing.crt";
 const SAML_CERT_DAYS: i64 = 5 * 365;
 
 fn kid_of(key: &KeyPair) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
 }
 
@@ -88,18 +89,23 @@ fn load_or_generate(dir: &Path, spec: &Spec) -> Result<(LoadedKey, KeyPair), Idp
             path: path.clone(),
             reason: e.kind().to_string(),
         })?;
-        let key = KeyPair::from_pem_and_sign_algo(&pem, spec.alg).map_err(|e| IdpError::KeyFile {
-            path: path.clone(),
-            reason: format!("not a {} private key ({e})", spec.algorithm),
-        })?;
+        let key =
+            KeyPair::from_pem_and_sign_algo(&pem, spec.alg).map_err(|e| IdpError::KeyFile {
+                path: path.clone(),
+                reason: format!("not a {} private key ({e})", spec.algorithm),
+            })?;
         (key, false)
     } else {
         let key = KeyPair::generate_for(spec.alg).map_err(|e| IdpError::Generate {
             what: spec.algorithm,
             reason: e.to_string(),
         })?;
-        fsutil::write_private_file_atomic(&path, key.serialize_pem().as_bytes())
-            .map_err(|source| IdpError::Io { path: path.clone(), source })?;
+        fsutil::write_private_file_atomic(&path, key.serialize_pem().as_bytes()).map_err(
+            |source| IdpError::Io {
+                path: path.clone(),
+                source,
+            },
+        )?;
         (key, true)
     };
     let info = KeyInfo {
@@ -160,7 +166,11 @@ impl SigningKeys {
 
     /// Public facts of every key.
     pub fn infos(&self) -> [&KeyInfo; 3] {
-        [&self.oidc_es256.info, &self.oidc_rs256.info, &self.saml.info]
+        [
+            &self.oidc_es256.info,
+            &self.oidc_rs256.info,
+            &self.saml.info,
+        ]
     }
 }
 

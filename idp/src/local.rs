@@ -118,7 +118,9 @@ impl LocalAccounts {
             ));
         }
         if new.roles.is_empty() {
-            return Err(IdpError::Invalid("An account needs at least one role".into()));
+            return Err(IdpError::Invalid(
+                "An account needs at least one role".into(),
+            ));
         }
         if let Some(pw) = &new.password
             && pw.expose().chars().count() < MIN_PASSWORD_LEN
@@ -197,9 +199,16 @@ impl LocalAccounts {
 
     /// Whether `password` is right for an enabled account `username`. Unknown accounts cost
     /// the same hashing time, so timing does not reveal which names exist.
-    pub async fn verify_password(&self, username: &str, password: Secret) -> Result<bool, IdpError> {
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: Secret,
+    ) -> Result<bool, IdpError> {
         let name = username.to_owned();
-        let account = self.store.read(move |txn| txn.get(&ACCOUNTS, &name)).await?;
+        let account = self
+            .store
+            .read(move |txn| txn.get(&ACCOUNTS, &name))
+            .await?;
         let (phc, usable) = match &account {
             Some(a) => (a.password_hash.clone(), !a.disabled),
             None => (dummy_hash().await?, false),
@@ -270,8 +279,19 @@ mod tests {
         assert_eq!(summary.roles, vec![Role::PlatformAdmin]);
         let pw = pw.unwrap();
         assert!(accts.verify_password("admin", pw.clone()).await.unwrap());
-        assert!(!accts.verify_password("admin", Secret::new("wrong-password".into())).await.unwrap());
-        assert!(accts.bootstrap_admin("admin", None).await.unwrap().is_none());
+        assert!(
+            !accts
+                .verify_password("admin", Secret::new("wrong-password".into()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            accts
+                .bootstrap_admin("admin", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(accts.list().await.unwrap().len(), 1);
     }
 
@@ -286,23 +306,57 @@ mod tests {
             roles: vec![Role::Auditor],
             password: pw.map(|p| Secret::new(p.into())),
         };
-        assert!(matches!(accts.create(new("Bad Name", None)).await, Err(IdpError::Invalid(_))));
-        assert!(matches!(accts.create(new("short", Some("abc"))).await, Err(IdpError::Invalid(_))));
-        let (_, generated) = accts.create(new("anna", Some("Labs-Parole-1"))).await.unwrap();
+        assert!(matches!(
+            accts.create(new("Bad Name", None)).await,
+            Err(IdpError::Invalid(_))
+        ));
+        assert!(matches!(
+            accts.create(new("short", Some("abc"))).await,
+            Err(IdpError::Invalid(_))
+        ));
+        let (_, generated) = accts
+            .create(new("anna", Some("Labs-Parole-1")))
+            .await
+            .unwrap();
         assert!(generated.is_none());
-        assert!(matches!(accts.create(new("anna", None)).await, Err(IdpError::AccountExists(_))));
-        assert!(accts.verify_password("anna", Secret::new("Labs-Parole-1".into())).await.unwrap());
-        assert!(!accts.verify_password("nobody", Secret::new("Labs-Parole-1".into())).await.unwrap());
+        assert!(matches!(
+            accts.create(new("anna", None)).await,
+            Err(IdpError::AccountExists(_))
+        ));
+        assert!(
+            accts
+                .verify_password("anna", Secret::new("Labs-Parole-1".into()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !accts
+                .verify_password("nobody", Secret::new("Labs-Parole-1".into()))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn reset_replaces_the_password() {
         let dir = tempfile::tempdir().unwrap();
         let accts = accounts(dir.path());
-        let (_, old) = accts.bootstrap_admin("root-admin", None).await.unwrap().unwrap();
+        let (_, old) = accts
+            .bootstrap_admin("root-admin", None)
+            .await
+            .unwrap()
+            .unwrap();
         let new = accts.reset_password("root-admin").await.unwrap();
-        assert!(!accts.verify_password("root-admin", old.unwrap()).await.unwrap());
+        assert!(
+            !accts
+                .verify_password("root-admin", old.unwrap())
+                .await
+                .unwrap()
+        );
         assert!(accts.verify_password("root-admin", new).await.unwrap());
-        assert!(matches!(accts.reset_password("ghost").await, Err(IdpError::NoSuchAccount(_))));
+        assert!(matches!(
+            accts.reset_password("ghost").await,
+            Err(IdpError::NoSuchAccount(_))
+        ));
     }
 }

@@ -13,7 +13,11 @@ use std::sync::Arc;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "kopa", version, about = "Kopa: shared secure platform for Latvian municipalities")]
+#[command(
+    name = "kopa",
+    version,
+    about = "Kopa: shared secure platform for Latvian municipalities"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +128,10 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn config_problems(problems: &Problems) -> ExitCode {
-    eprintln!("kopa: the configuration has {} problem(s):", problems.0.len());
+    eprintln!(
+        "kopa: the configuration has {} problem(s):",
+        problems.0.len()
+    );
     for p in &problems.0 {
         eprintln!("  {p}");
     }
@@ -164,7 +171,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok((config, _)) => backup(&config, dir).await,
             Err(p) => config_problems(&p),
         },
-        Command::Restore { dir, config, verify_only } => match load_config(&config, None) {
+        Command::Restore {
+            dir,
+            config,
+            verify_only,
+        } => match load_config(&config, None) {
             Ok((config, _)) => restore(&config, &dir, verify_only),
             Err(p) => config_problems(&p),
         },
@@ -176,7 +187,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn check_config(file: &Path, no_files: bool) -> ExitCode {
-    match kopa_config::load_with_origins(Source::File(file), std::env::vars(), &Overrides::default()) {
+    match kopa_config::load_with_origins(
+        Source::File(file),
+        std::env::vars(),
+        &Overrides::default(),
+    ) {
         Ok((config, origins)) => {
             let problems = if no_files {
                 Vec::new()
@@ -231,21 +246,34 @@ fn print_banner(handle: &kopa::Handle) {
         .info()
         .map(|i| i.sha256_fingerprint)
         .unwrap_or_default();
-    println!("Kopa {} listening on {}", kopa_core::VERSION, handle.base_url());
+    println!(
+        "Kopa {} listening on {}",
+        kopa_core::VERSION,
+        handle.base_url()
+    );
     if handle.tls_generated {
-        println!("Generated a self-signed TLS certificate under {}/tls", handle.data_dir.display());
+        println!(
+            "Generated a self-signed TLS certificate under {}/tls",
+            handle.data_dir.display()
+        );
     }
     println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
     for key in &handle.keys {
         if key.generated {
-            println!("Generated IdP {} signing key {} (kid {})", key.purpose, key.algorithm, key.kid);
+            println!(
+                "Generated IdP {} signing key {} (kid {})",
+                key.purpose, key.algorithm, key.kid
+            );
         }
     }
     if let Some(admin) = &handle.first_admin {
         println!("Created platform administrator account: {}", admin.username);
         match &admin.password {
             // Printed once, to the terminal only: it is never logged and never stored.
-            Some(pw) => println!("Password (shown only now, store it safely): {}", pw.expose()),
+            Some(pw) => println!(
+                "Password (shown only now, store it safely): {}",
+                pw.expose()
+            ),
             None => println!("Password: the one in bootstrap.admin_password_file"),
         }
     }
@@ -277,7 +305,10 @@ async fn wait_for_stop(handle: &kopa::Handle) {
 async fn dispatch(config: &Config, req: Request) -> Result<Reply, String> {
     let data_dir = &config.server.data_dir;
     match ControlClient::connect(data_dir).await {
-        Ok(Some(mut client)) => client.call(&req).await.map_err(|e| format!("Control socket: {e}")),
+        Ok(Some(mut client)) => client
+            .call(&req)
+            .await
+            .map_err(|e| format!("Control socket: {e}")),
         Ok(None) => {
             let services =
                 Services::open(data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())?;

@@ -72,11 +72,19 @@ pub struct Reply {
 
 impl Reply {
     fn ok(result: Value) -> Self {
-        Self { ok: true, result, error: None }
+        Self {
+            ok: true,
+            result,
+            error: None,
+        }
     }
 
     fn err(message: impl Into<String>) -> Self {
-        Self { ok: false, result: Value::Null, error: Some(message.into()) }
+        Self {
+            ok: false,
+            result: Value::Null,
+            error: Some(message.into()),
+        }
     }
 }
 
@@ -105,8 +113,19 @@ pub async fn execute(services: &Services, tls: Option<&ReloadableCert>, req: Req
                 Err(_) => Reply::err("Backup task failed"),
             }
         }
-        Request::AddLocalAccount { username, display_name, tenant, roles } => {
-            let new = NewAccount { username, display_name, tenant, roles, password: None };
+        Request::AddLocalAccount {
+            username,
+            display_name,
+            tenant,
+            roles,
+        } => {
+            let new = NewAccount {
+                username,
+                display_name,
+                tenant,
+                roles,
+                password: None,
+            };
             match services.accounts.create(new).await {
                 Ok((summary, password)) => Reply::ok(json!({
                     "account": summary,
@@ -121,7 +140,9 @@ pub async fn execute(services: &Services, tls: Option<&ReloadableCert>, req: Req
         },
         Request::ResetPassword { username } => {
             match services.accounts.reset_password(&username).await {
-                Ok(password) => Reply::ok(json!({"username": username, "password": password.expose()})),
+                Ok(password) => {
+                    Reply::ok(json!({"username": username, "password": password.expose()}))
+                }
                 Err(e) => idp_reply(&e),
             }
         }
@@ -227,7 +248,10 @@ impl ControlClient {
         match UnixStream::connect(socket_path(data_dir)).await {
             Ok(stream) => {
                 let (read, write) = stream.into_split();
-                Ok(Some(Self { lines: BufReader::new(read).lines(), write }))
+                Ok(Some(Self {
+                    lines: BufReader::new(read).lines(),
+                    write,
+                }))
             }
             Err(e)
                 if matches!(

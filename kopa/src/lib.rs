@@ -145,10 +145,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     let keys = SigningKeys::load_or_generate(&data_dir.join("keys"))?;
 
     let admin_password = match &config.bootstrap.admin_password_file {
-        Some(path) => Some(kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
-            path: path.clone(),
-            reason: e.kind().to_string(),
-        })?),
+        Some(path) => {
+            Some(
+                kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
+                    path: path.clone(),
+                    reason: e.kind().to_string(),
+                })?,
+            )
+        }
         None => None,
     };
     let first_admin = services

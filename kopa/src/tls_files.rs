@@ -32,7 +32,11 @@ pub(crate) fn load_or_create(
         reason: e.to_string(),
     };
     fsutil::ensure_private_dir(&dir).map_err(io_err)?;
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
         names.push(addr.ip().to_string());
     }
@@ -64,8 +68,14 @@ mod tests {
 
     #[test]
     fn hosts_of_public_urls() {
-        assert_eq!(url_host("https://kopa.ventspils.lv"), Some("kopa.ventspils.lv"));
-        assert_eq!(url_host("https://kopa.example:8443/sso"), Some("kopa.example"));
+        assert_eq!(
+            url_host("https://kopa.ventspils.lv"),
+            Some("kopa.ventspils.lv")
+        );
+        assert_eq!(
+            url_host("https://kopa.example:8443/sso"),
+            Some("kopa.example")
+        );
         assert_eq!(url_host("https://[2001:db8::1]:443/"), Some("2001:db8::1"));
         assert_eq!(url_host("http://plain.example"), None);
         assert_eq!(url_host("https://"), None);

@@ -19,7 +19,10 @@ async fn backup_during_writes_restores_to_an_identical_snapshot() {
     let writer = {
         let (data, stop, acked) = (data.clone(), stop.clone(), acked.clone());
         tokio::spawn(async move {
-            let mut client = kopa::control::ControlClient::connect(&data).await.unwrap().unwrap();
+            let mut client = kopa::control::ControlClient::connect(&data)
+                .await
+                .unwrap()
+                .unwrap();
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 let req = kopa::control::Request::AddLocalAccount {
@@ -39,50 +42,110 @@ async fn backup_during_writes_restores_to_an_identical_snapshot() {
     let snap = snapshot.clone();
     let data_arg = data.clone();
     let out = tokio::task::spawn_blocking(move || {
-        run_kopa(&["backup", snap.to_str().unwrap(), "--data-dir", data_arg.to_str().unwrap()], &[])
+        run_kopa(
+            &[
+                "backup",
+                snap.to_str().unwrap(),
+                "--data-dir",
+                data_arg.to_str().unwrap(),
+            ],
+            &[],
+        )
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after_backup = acked.lock().unwrap().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
     let all = acked.lock().unwrap().clone();
-    assert!(all.len() > after_backup, "writes continued after the backup");
+    assert!(
+        all.len() > after_backup,
+        "writes continued after the backup"
+    );
 
     // Restoring into the running appliance's directory is refused.
-    let out = run_kopa(&["restore", snapshot.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
+    let out = run_kopa(
+        &[
+            "restore",
+            snapshot.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stop Kopa first"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop Kopa first"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     kopa.signal("TERM");
     kopa.wait_exit(Duration::from_secs(15));
 
     let restored = dir.path().join("restored");
-    let out = run_kopa(&["restore", snapshot.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_kopa(
+        &[
+            "restore",
+            snapshot.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Each restored database is exactly the snapshot's.
     let manifest = kopa_store::backup::verify(&snapshot).unwrap();
     for schema in kopa::SCHEMAS {
         let store = kopa_store::Store::open(&restored, schema).unwrap();
         let digest = kopa_store::backup::digest_store(&store).unwrap();
-        let entry = manifest.databases.iter().find(|d| d.service == schema.service).unwrap();
+        let entry = manifest
+            .databases
+            .iter()
+            .find(|d| d.service == schema.service)
+            .unwrap();
         assert_eq!(digest, entry.tables, "{}", schema.service);
     }
 
     // And its accounts are a prefix of the acknowledged stream, cut during the backup.
     let mut kopa = KopaProcess::serve(&restored, &[]);
     kopa.wait_listening();
-    let mut client = kopa::control::ControlClient::connect(&restored).await.unwrap().unwrap();
-    let reply = client.call(&kopa::control::Request::ListLocalAccounts).await.unwrap();
-    let names: Vec<String> = reply.result.as_array().unwrap().iter()
+    let mut client = kopa::control::ControlClient::connect(&restored)
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = client
+        .call(&kopa::control::Request::ListLocalAccounts)
+        .await
+        .unwrap();
+    let names: Vec<String> = reply
+        .result
+        .as_array()
+        .unwrap()
+        .iter()
         .map(|a| a["username"].as_str().unwrap().to_owned())
         .filter(|n| n.starts_with("user-"))
         .collect();
-    assert!(names.len() >= before_backup && names.len() <= after_backup, "{} not in {before_backup}..={after_backup}", names.len());
+    assert!(
+        names.len() >= before_backup && names.len() <= after_backup,
+        "{} not in {before_backup}..={after_backup}",
+        names.len()
+    );
     for name in &all[..names.len()] {
-        assert!(names.contains(name), "{name} missing from the restored snapshot");
+        assert!(
+            names.contains(name),
+            "{name} missing from the restored snapshot"
+        );
     }
 }
 
@@ -92,10 +155,38 @@ fn a_tampered_snapshot_is_refused_and_nothing_is_touched() {
     let data = dir.path().join("data");
     let snapshot = dir.path().join("snapshot");
     // Offline backup: no appliance runs, the CLI opens the databases itself.
-    let out = run_kopa(&["admin", "--data-dir", data.to_str().unwrap(), "local-account", "add", "anna", "--role", "auditor"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run_kopa(&["backup", snapshot.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_kopa(
+        &[
+            "admin",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "local-account",
+            "add",
+            "anna",
+            "--role",
+            "auditor",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_kopa(
+        &[
+            "backup",
+            snapshot.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let file = snapshot.join("idp.redb");
     let mut bytes = std::fs::read(&file).unwrap();
@@ -104,11 +195,20 @@ fn a_tampered_snapshot_is_refused_and_nothing_is_touched() {
     std::fs::write(&file, bytes).unwrap();
 
     let before = std::fs::read(data.join("idp.redb")).unwrap();
-    let out = run_kopa(&["restore", snapshot.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], &[]);
+    let out = run_kopa(
+        &[
+            "restore",
+            snapshot.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("kopa: "));
     assert_eq!(std::fs::read(data.join("idp.redb")).unwrap(), before);
-    let leftovers: Vec<_> = std::fs::read_dir(&data).unwrap()
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("restor"))
         .collect();

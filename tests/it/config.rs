@@ -12,18 +12,31 @@ fn every_example_passes_check_config() {
         if path.extension().is_some_and(|e| e == "toml") {
             // Referenced files (certificates, secrets) live on the appliance, not here.
             let out = run_kopa(&["check-config", "--no-files", path.to_str().unwrap()], &[]);
-            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 2, "expected the shipped examples in {}", examples.display());
+    assert!(
+        checked >= 2,
+        "expected the shipped examples in {}",
+        examples.display()
+    );
 }
 
 #[test]
 fn missing_referenced_file_fails_check_config() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kopa.toml");
-    std::fs::write(&file, "[bootstrap]\nadmin_password_file = \"/nonexistent/kopa-secret\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[bootstrap]\nadmin_password_file = \"/nonexistent/kopa-secret\"\n",
+    )
+    .unwrap();
     let out = run_kopa(&["check-config", file.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap.admin_password_file"));
@@ -34,21 +47,40 @@ fn cli_beats_environment_beats_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kopa.toml");
     let data = dir.path().join("data");
-    std::fs::write(&file, format!("[server]\nlisten = \"127.0.0.1:1\"\ndata_dir = {:?}\n", data.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\ndata_dir = {:?}\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
     // The environment moves the listener off the file's port; the CLI moves it again.
     let mut kopa = KopaProcess::spawn(
-        &["serve", "--config", file.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         &[("KOPA__SERVER__LISTEN", "127.0.0.1:2")],
     );
     let addr = kopa.wait_listening();
     assert_ne!(addr.port(), 0);
     assert!(addr.port() != 1 && addr.port() != 2);
-    assert!(data.join("idp.redb").exists(), "data_dir from the file was not used");
+    assert!(
+        data.join("idp.redb").exists(),
+        "data_dir from the file was not used"
+    );
     kopa.signal("TERM");
     kopa.wait_exit(std::time::Duration::from_secs(15));
 
     // Without the CLI flag the environment wins over the file.
-    let out = run_kopa(&["serve", "--config", file.to_str().unwrap()], &[("KOPA__SERVER__LISTEN", "not-an-address")]);
+    let out = run_kopa(
+        &["serve", "--config", file.to_str().unwrap()],
+        &[("KOPA__SERVER__LISTEN", "not-an-address")],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("KOPA__SERVER__LISTEN"));
 }
@@ -60,11 +92,22 @@ fn secret_file_sets_the_first_admin_password() {
     std::fs::write(&secret, "Ventspils-Kopa-2026\n").unwrap();
     let data = dir.path().join("data");
     let mut kopa = KopaProcess::spawn(
-        &["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-        &[("KOPA__BOOTSTRAP__ADMIN_PASSWORD_FILE", secret.to_str().unwrap())],
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[(
+            "KOPA__BOOTSTRAP__ADMIN_PASSWORD_FILE",
+            secret.to_str().unwrap(),
+        )],
     );
     kopa.wait_listening();
-    kopa.wait_line(false, std::time::Duration::from_secs(10), |l| l.contains("bootstrap.admin_password_file"));
+    kopa.wait_line(false, std::time::Duration::from_secs(10), |l| {
+        l.contains("bootstrap.admin_password_file")
+    });
     assert!(!kopa.stdout().contains("Ventspils-Kopa-2026"));
     kopa.signal("TERM");
     kopa.wait_exit(std::time::Duration::from_secs(15));

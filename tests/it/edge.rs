@@ -14,9 +14,17 @@ fn client_for(data_dir: &std::path::Path) -> Client {
 }
 
 fn assert_security_headers(resp: &kopa_tests::Resp) {
-    assert!(resp.header("strict-transport-security").starts_with("max-age="), "{:?}", resp.headers);
+    assert!(
+        resp.header("strict-transport-security")
+            .starts_with("max-age="),
+        "{:?}",
+        resp.headers
+    );
     let csp = resp.header("content-security-policy");
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
     assert_eq!(resp.header("x-content-type-options"), "nosniff");
     assert_eq!(resp.header("referrer-policy"), "no-referrer");
     assert!(!resp.header("x-request-id").is_empty());
@@ -49,7 +57,11 @@ async fn both_protocols_answer_errors_as_json_with_security_headers() {
     let client = client_for(dir.path());
     for proto in [Proto::H1, Proto::H2] {
         let resp = client.get(kopa.addr, proto, "/no/such/page").await;
-        let expected = if proto == Proto::H2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
+        let expected = if proto == Proto::H2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
         assert_eq!(resp.version, expected);
         assert_eq!(resp.status, 404);
         assert_security_headers(&resp);
@@ -62,7 +74,9 @@ async fn both_protocols_answer_errors_as_json_with_security_headers() {
         assert_security_headers(&ok);
         assert_ne!(ok.header("x-request-id"), resp.header("x-request-id"));
 
-        let post = http::Request::post("https://127.0.0.1/healthz").body(Full::default()).unwrap();
+        let post = http::Request::post("https://127.0.0.1/healthz")
+            .body(Full::default())
+            .unwrap();
         let resp = client.send(kopa.addr, proto, post).await;
         assert_eq!(resp.status, 405);
         assert_eq!(resp.json()["code"], "method_not_allowed");
@@ -79,7 +93,11 @@ fn s_client(addr: SocketAddr, args: &[&str]) -> (bool, String) {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl is installed (make test installs it)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -101,14 +119,33 @@ async fn only_tls_1_2_and_1_3_are_accepted() {
     .unwrap();
     assert!(!results[0].0, "TLS 1.0 accepted:\n{}", results[0].1);
     assert!(!results[1].0, "TLS 1.1 accepted:\n{}", results[1].1);
-    assert!(results[2].0 && results[2].1.contains("TLSv1.2"), "{}", results[2].1);
-    assert!(results[2].1.contains("ALPN protocol: h2"), "{}", results[2].1);
-    assert!(results[3].0 && results[3].1.contains("TLSv1.3"), "{}", results[3].1);
-    assert!(results[3].1.contains("ALPN protocol: http/1.1"), "{}", results[3].1);
+    assert!(
+        results[2].0 && results[2].1.contains("TLSv1.2"),
+        "{}",
+        results[2].1
+    );
+    assert!(
+        results[2].1.contains("ALPN protocol: h2"),
+        "{}",
+        results[2].1
+    );
+    assert!(
+        results[3].0 && results[3].1.contains("TLSv1.3"),
+        "{}",
+        results[3].1
+    );
+    assert!(
+        results[3].1.contains("ALPN protocol: http/1.1"),
+        "{}",
+        results[3].1
+    );
     kopa.shutdown().await;
 }
 
-async fn raw_tls(addr: SocketAddr, cert: &std::path::Path) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn raw_tls(
+    addr: SocketAddr,
+    cert: &std::path::Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
@@ -123,7 +160,10 @@ async fn raw_tls(addr: SocketAddr, cert: &std::path::Path) -> tokio_rustls::clie
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp)
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+            tcp,
+        )
         .await
         .unwrap()
 }
@@ -133,7 +173,11 @@ async fn malformed_http_gets_400_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let kopa = start_in(dir.path()).await;
     let cert = dir.path().join("tls/cert.pem");
-    for garbage in [&b"GARBAGE\r\n\r\n"[..], b"GET / HTTP/9.7\r\n\r\n", b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\n\r\n"] {
+    for garbage in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/9.7\r\n\r\n",
+        b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
         let mut tls = raw_tls(kopa.addr, &cert).await;
         tls.write_all(garbage).await.unwrap();
         let mut buf = Vec::new();
@@ -141,7 +185,9 @@ async fn malformed_http_gets_400_and_the_server_keeps_serving() {
         let text = String::from_utf8_lossy(&buf);
         assert!(text.starts_with("HTTP/1.1 4"), "{garbage:?} -> {text:?}");
     }
-    let ok = client_for(dir.path()).get(kopa.addr, Proto::H1, "/healthz").await;
+    let ok = client_for(dir.path())
+        .get(kopa.addr, Proto::H1, "/healthz")
+        .await;
     assert_eq!(ok.status, 200);
     kopa.shutdown().await;
 }
@@ -160,7 +206,10 @@ async fn declared_oversized_body_is_413_before_it_is_read() {
     assert_eq!(resp.status, 413);
     assert_eq!(resp.json()["code"], "payload_too_large");
     assert_security_headers(&resp);
-    assert_eq!(client.get(kopa.addr, Proto::H2, "/healthz").await.status, 200);
+    assert_eq!(
+        client.get(kopa.addr, Proto::H2, "/healthz").await.status,
+        200
+    );
     kopa.shutdown().await;
 }
 
@@ -171,13 +220,18 @@ async fn slow_request_headers_are_cut_off() {
     config.server.header_read_timeout_secs = 1;
     let kopa = kopa::start(config).await.unwrap();
     let mut tls = raw_tls(kopa.addr, &dir.path().join("tls/cert.pem")).await;
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "connection still open after 10 s");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(800) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
     kopa.shutdown().await;
 }
@@ -187,7 +241,11 @@ async fn bare_edge(
     dir: &std::path::Path,
     max_body: u64,
     grace: Duration,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<kopa_web::ServeSummary>) {
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<kopa_web::ServeSummary>,
+) {
     use warp::Filter;
     let pem = kopa_web::tls::self_signed(&["127.0.0.1".into()], 2).unwrap();
     std::fs::write(dir.join("cert.pem"), &pem.cert_pem).unwrap();
@@ -201,7 +259,9 @@ async fn bare_edge(
         .and(warp::body::bytes())
         .map(|b: Bytes| format!("{}", b.len()));
     let routes = slow.or(echo).recover(kopa_web::recover);
-    let server = kopa_web::Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let server = kopa_web::Server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let addr = server.local_addr();
     let settings = kopa_web::EdgeSettings {
         max_body_bytes: max_body,
@@ -226,11 +286,15 @@ async fn streamed_body_over_the_limit_is_413() {
     let (addr, stop, task) = bare_edge(dir.path(), 1024, Duration::from_secs(5)).await;
     let client = Client::trusting(&dir.path().join("cert.pem"));
     // HTTP/2 without content-length: the limit must hold while the body streams.
-    let small = http::Request::post("https://127.0.0.1/echo").body(Full::new(Bytes::from(vec![1u8; 1000]))).unwrap();
+    let small = http::Request::post("https://127.0.0.1/echo")
+        .body(Full::new(Bytes::from(vec![1u8; 1000])))
+        .unwrap();
     let resp = client.send(addr, Proto::H2, small).await;
     assert_eq!((resp.status, &resp.body[..]), (200, &b"1000"[..]));
     let (mut conn, _) = client.connect(addr, Proto::H2).await;
-    let mut big = http::Request::post("https://127.0.0.1/echo").body(Full::new(Bytes::from(vec![1u8; 5000]))).unwrap();
+    let mut big = http::Request::post("https://127.0.0.1/echo")
+        .body(Full::new(Bytes::from(vec![1u8; 5000])))
+        .unwrap();
     big.headers_mut().remove(http::header::CONTENT_LENGTH);
     let resp = conn.send(big).await;
     assert_eq!(resp.status, 413, "{:?}", resp.body);
@@ -251,7 +315,10 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     assert_eq!((resp.status, &resp.body[..]), (200, &b"done"[..]));
     let summary = task.await.unwrap();
     assert_eq!(summary.dropped_connections, 0);
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -265,6 +332,10 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     let started = Instant::now();
     let _ = stop.send(());
     let summary = task.await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(1200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(summary.dropped_connections, 1);
 }

@@ -36,13 +36,19 @@ impl Resp {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
     /// A header as text ("" when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -82,7 +88,9 @@ impl Client {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Self { base: Arc::new(base) }
+        Self {
+            base: Arc::new(base),
+        }
     }
 
     /// Opens a TLS connection to `addr` negotiating `proto`; returns it and the server's
@@ -113,7 +121,11 @@ impl Client {
                 Conn::H1(send)
             }
             Proto::H2 => {
-                assert_eq!(negotiated.as_deref(), Some(&b"h2"[..]), "server must offer h2");
+                assert_eq!(
+                    negotiated.as_deref(),
+                    Some(&b"h2"[..]),
+                    "server must offer h2"
+                );
                 let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                     .await
                     .unwrap();
@@ -125,7 +137,12 @@ impl Client {
     }
 
     /// One request on a fresh connection.
-    pub async fn send(&self, addr: SocketAddr, proto: Proto, req: http::Request<Full<Bytes>>) -> Resp {
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+        req: http::Request<Full<Bytes>>,
+    ) -> Resp {
         let (mut conn, _) = self.connect(addr, proto).await;
         conn.send(req).await
     }
@@ -149,9 +166,14 @@ impl Conn {
         let resp = match self {
             Conn::H1(s) => {
                 // HTTP/1.1 wants origin-form and a Host header.
-                let pq = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or("/".into());
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or("/".into());
                 *req.uri_mut() = pq.parse().unwrap();
-                req.headers_mut().insert(http::header::HOST, "127.0.0.1".parse().unwrap());
+                req.headers_mut()
+                    .insert(http::header::HOST, "127.0.0.1".parse().unwrap());
                 s.ready().await.unwrap();
                 s.send_request(req).await.unwrap()
             }

@@ -27,6 +27,10 @@ pub async fn start_in(dir: &Path) -> kopa::Handle {
 pub fn pem_fingerprint(path: &Path) -> String {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let der = CertificateDer::pem_file_iter(path).unwrap().next().unwrap().unwrap();
+    let der = CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
     kopa_web::tls::fingerprint(der.as_ref())
 }

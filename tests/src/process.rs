@@ -72,7 +72,11 @@ impl KopaProcess {
             .unwrap();
         let stdout = collect(child.stdout.take().unwrap());
         let stderr = collect(child.stderr.take().unwrap());
-        Self { child, stdout, stderr }
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// `kopa serve --data-dir DIR --listen 127.0.0.1:0` plus `extra` arguments.
@@ -99,10 +103,19 @@ impl KopaProcess {
     }
 
     /// Waits until a line of stdout (or stderr, with `on_stderr`) satisfies `pred`.
-    pub fn wait_line(&mut self, on_stderr: bool, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub fn wait_line(
+        &mut self,
+        on_stderr: bool,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let lines = if on_stderr { &self.stderr } else { &self.stdout };
+            let lines = if on_stderr {
+                &self.stderr
+            } else {
+                &self.stdout
+            };
             if let Some(l) = lines.lock().unwrap().iter().find(|l| pred(l)) {
                 return l.clone();
             }
@@ -125,8 +138,15 @@ impl KopaProcess {
 
     /// Waits for the "listening on https://ADDR" banner and returns ADDR.
     pub fn wait_listening(&mut self) -> SocketAddr {
-        let line = self.wait_line(false, Duration::from_secs(30), |l| l.contains(" listening on https://"));
-        line.rsplit("https://").next().unwrap().trim().parse().unwrap()
+        let line = self.wait_line(false, Duration::from_secs(30), |l| {
+            l.contains(" listening on https://")
+        });
+        line.rsplit("https://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Sends a signal by name (`TERM`, `HUP`, `KILL`, `INT`).
@@ -149,7 +169,11 @@ impl KopaProcess {
                 std::thread::sleep(Duration::from_millis(50));
                 return status;
             }
-            assert!(Instant::now() < deadline, "kopa did not exit in {timeout:?}\nstderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "kopa did not exit in {timeout:?}\nstderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

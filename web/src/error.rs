@@ -38,7 +38,6 @@ impl ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
-
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     code: &'static str,
@@ -53,7 +52,8 @@ pub fn error_response(code: ErrorCode, message: &str) -> Response {
         message,
         request_id: current_request_id().unwrap_or_default(),
     };
-    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
@@ -88,7 +88,10 @@ fn rejection_response(rejection: &Rejection) -> Response {
         return error_response(ErrorCode::BadRequest, "Missing or invalid header");
     }
     if rejection.find::<reject::MethodNotAllowed>().is_some() {
-        return error_response(ErrorCode::MethodNotAllowed, "Method not allowed on this resource");
+        return error_response(
+            ErrorCode::MethodNotAllowed,
+            "Method not allowed on this resource",
+        );
     }
     if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         // The deserializer's message names the offending field, never its value's secrets:
@@ -123,8 +126,15 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_method_is_405() {
-        let routes = warp::post().and(warp::path("a")).map(|| "a").recover(recover);
-        let resp = warp::test::request().method("GET").path("/a").reply(&routes).await;
+        let routes = warp::post()
+            .and(warp::path("a"))
+            .map(|| "a")
+            .recover(recover);
+        let resp = warp::test::request()
+            .method("GET")
+            .path("/a")
+            .reply(&routes)
+            .await;
         assert_eq!(resp.status(), 405);
     }
 

@@ -72,7 +72,10 @@ fn apply_security_headers(resp: &mut Response) {
         h.insert(name, HeaderValue::from_static(value));
     }
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
     }
     // Identity and admin answers must not linger in shared or browser caches.
     if !h.contains_key(header::CACHE_CONTROL) {
@@ -188,7 +191,8 @@ where
 
     apply_security_headers(&mut resp);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     tracing::info!(
         target: "kopa::access",
@@ -214,7 +218,12 @@ mod tests {
         apply_security_headers(&mut resp);
         let h = resp.headers();
         assert_eq!(h["x-content-type-options"], "nosniff");
-        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
         assert!(h.contains_key("strict-transport-security"));
 
         let mut resp = Response::new(Default::default());

@@ -111,11 +111,8 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> ServeSummary
     where
-        S: Service<
-                http::Request<LimitedBody<Incoming>>,
-                Response = Response,
-                Error = Infallible,
-            > + Clone
+        S: Service<http::Request<LimitedBody<Incoming>>, Response = Response, Error = Infallible>
+            + Clone
             + Send
             + Sync
             + 'static,
