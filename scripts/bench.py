@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Benchmarks of the appliance, each beside a baseline measured in the same run.
+
+Writes BENCHMARKS.md. Measures:
+  * idle RSS of `kopa serve` vs an idle `openssl s_server` (a minimal TLS listener in C);
+  * time from process start to `/readyz` = 200 (first start, which generates keys, and a
+    restart) vs time from `openssl s_server` start to its first HTTPS answer.
+"""
+import argparse, os, platform, shutil, signal, socket, ssl, statistics, subprocess, tempfile, time
+
+RUNS = 5
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+def https_get(port, path):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            head = tls.recv(64).decode("latin-1")
+            return int(head.split(" ")[1]) if head.startswith("HTTP/") else 0
+
+def time_to_ok(proc, port, path, limit=30.0):
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if proc.poll() is not None:
+            raise SystemExit(f"process exited with {proc.returncode}")
+        try:
+            if https_get(port, path) == 200:
+                return time.monotonic() - start
+        except (OSError, ssl.SSLError, ValueError, IndexError):
+            pass
+        time.sleep(0.005)
+    raise SystemExit("timed out waiting for readiness")
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+def start_kopa(kopa, data, port):
+    t0 = time.monotonic()
+    proc = subprocess.Popen([kopa, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, t0
+
+def measure_kopa(kopa, first):
+    data = tempfile.mkdtemp(prefix="kopa-bench-")
+    try:
+        if not first:
+            port = free_port()
+            proc, _ = start_kopa(kopa, data, port)
+            time_to_ok(proc, port, "/readyz")
+            stop(proc)
+        port = free_port()
+        proc, _ = start_kopa(kopa, data, port)
+        ready = time_to_ok(proc, port, "/readyz")
+        time.sleep(2)
+        rss = rss_mib(proc.pid)
+        stop(proc)
+        return ready, rss, data
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+def measure_s_server():
+    d = tempfile.mkdtemp(prefix="kopa-bench-ossl-")
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", f"{d}/k.pem", "-out", f"{d}/c.pem", "-days", "2",
+                        "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+        port = free_port()
+        proc = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", f"{d}/c.pem",
+                                 "-key", f"{d}/k.pem", "-www", "-quiet"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ready = time_to_ok(proc, port, "/")
+        time.sleep(2)
+        rss = rss_mib(proc.pid)
+        proc.kill(); proc.wait()
+        return ready, rss
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+def machine():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip(); break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) / 1024 / 1024
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, {rustc}"
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kopa", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    base = [measure_s_server() for _ in range(RUNS)]
+    cold = [measure_kopa(args.kopa, True)[:2] for _ in range(RUNS)]
+    warm = [measure_kopa(args.kopa, False)[:2] for _ in range(RUNS)]
+    med = lambda xs, i: statistics.median(x[i] for x in xs)
+
+    b_ready, b_rss = med(base, 0) * 1000, med(base, 1)
+    c_ready, c_rss = med(cold, 0) * 1000, med(cold, 1)
+    w_ready, w_rss = med(warm, 0) * 1000, med(warm, 1)
+    rows = [
+        ("Idle RSS of `kopa serve` (restart, 2 s after ready)", f"{w_rss:.1f} MiB", "< 50 MB", f"`openssl s_server` idle: {b_rss:.1f} MiB", f"{w_rss / b_rss:.1f}×"),
+        ("Idle RSS of `kopa serve` (first start)", f"{c_rss:.1f} MiB", "< 50 MB", f"`openssl s_server` idle: {b_rss:.1f} MiB", f"{c_rss / b_rss:.1f}×"),
+        ("Start → `/readyz` 200, restart", f"{w_ready:.0f} ms", "< 1 s", f"`openssl s_server` start → first HTTPS answer: {b_ready:.0f} ms", f"{w_ready / b_ready:.1f}×"),
+        ("Start → `/readyz` 200, first start (generates TLS, ES256 and two RSA-2048 keys, admin hash)", f"{c_ready:.0f} ms", "< 1 s", f"`openssl s_server` start → first HTTPS answer: {b_ready:.0f} ms", f"{c_ready / b_ready:.1f}×"),
+    ]
+    with open(args.out, "w") as f:
+        f.write("# Kopa benchmarks\n\n")
+        f.write("Written by `make bench` (`scripts/bench.py`); every row has its baseline measured in the same run.\n")
+        f.write("Medians of %d runs. Keycloak's documented base memory is ~1 250 MB, for scale.\n\n" % RUNS)
+        f.write(f"- Machine: {machine()}\n")
+        f.write(f"- Command: `make bench` (release build; `python3 scripts/bench.py --kopa target/release/kopa --out BENCHMARKS.md`)\n")
+        f.write(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n")
+        f.write("| what | Kopa | target | baseline (same run) | Kopa / baseline |\n|---|---|---|---|---|\n")
+        for r in rows:
+            f.write("| " + " | ".join(r) + " |\n")
+    print(open(args.out).read())
+
+if __name__ == "__main__":
+    main()
