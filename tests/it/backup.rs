@@ -1,7 +1,7 @@
 //! Online backup while writes keep coming, verified restore into a fresh directory, and
 //! refusals: a tampered snapshot, a running appliance.
 
-use kopa_tests::{KopaProcess, run_kopa};
+use kopa_tests::{KopaProcess, kopa_ok, run_kopa};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -89,20 +89,12 @@ async fn backup_during_writes_restores_to_an_identical_snapshot() {
     kopa.wait_exit(Duration::from_secs(15));
 
     let restored = dir.path().join("restored");
-    let out = run_kopa(
-        &[
-            "restore",
-            snapshot.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kopa_ok(&[
+        "restore",
+        snapshot.to_str().unwrap(),
+        "--data-dir",
+        restored.to_str().unwrap(),
+    ]);
 
     // Each restored database is exactly the snapshot's.
     let manifest = kopa_store::backup::verify(&snapshot).unwrap();
@@ -155,38 +147,22 @@ fn a_tampered_snapshot_is_refused_and_nothing_is_touched() {
     let data = dir.path().join("data");
     let snapshot = dir.path().join("snapshot");
     // Offline backup: no appliance runs, the CLI opens the databases itself.
-    let out = run_kopa(
-        &[
-            "admin",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "local-account",
-            "add",
-            "anna",
-            "--role",
-            "auditor",
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run_kopa(
-        &[
-            "backup",
-            snapshot.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kopa_ok(&[
+        "admin",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "local-account",
+        "add",
+        "anna",
+        "--role",
+        "auditor",
+    ]);
+    kopa_ok(&[
+        "backup",
+        snapshot.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
 
     let file = snapshot.join("idp.redb");
     let mut bytes = std::fs::read(&file).unwrap();

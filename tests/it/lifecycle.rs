@@ -134,11 +134,7 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let config = dir.path().join("kopa.toml");
     std::fs::write(
         &config,
-        format!(
-            "version = 1\n[server]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ),
+        format!("version = 1\n{}", kopa_tests::tls_files_toml(&cert, &key)),
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -319,15 +315,7 @@ fn unreadable_or_bad_key_file_is_one_clear_line() {
     .unwrap();
     for (key, needle) in [(&missing, "missing.key"), (&garbage, "garbage.key")] {
         let config = dir.path().join("kopa.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-                cert.to_str().unwrap(),
-                key.to_str().unwrap()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, kopa_tests::tls_files_toml(&cert, key)).unwrap();
         let data = dir.path().join("data");
         let out = run_kopa(
             &[

@@ -8,7 +8,7 @@ pub mod process;
 use std::path::Path;
 
 pub use client::{Client, Conn, Proto, Resp};
-pub use process::{KopaProcess, kopa_bin, run_kopa};
+pub use process::{KopaProcess, kopa_bin, kopa_ok, run_kopa};
 
 /// A default configuration on an ephemeral loopback port with its data in `dir`.
 pub fn config_in(dir: &Path) -> kopa_config::Config {
@@ -33,4 +33,13 @@ pub fn pem_fingerprint(path: &Path) -> String {
         .unwrap()
         .unwrap();
     kopa_web::tls::fingerprint(der.as_ref())
+}
+
+/// A `[server]` section naming a TLS certificate and key file.
+pub fn tls_files_toml(cert: &Path, key: &Path) -> String {
+    format!(
+        "[server]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    )
 }

@@ -191,3 +191,14 @@ impl Drop for KopaProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `kopa ARGS` and requires success, showing its stderr otherwise.
+pub fn kopa_ok(args: &[&str]) -> Output {
+    let out = run_kopa(args, &[]);
+    assert!(
+        out.status.success(),
+        "kopa {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
