@@ -8,8 +8,9 @@ purpose=${1:-run}
 
 # Building: a C toolchain for aws-lc-sys; pkg-config for -sys crates.
 run_pkgs=(gcc g++ make pkg-config ca-certificates)
-# Tests: real TLS/HTTP peers (openssl s_client, curl) and python3 for the benchmark driver.
-test_pkgs=(openssl curl python3 procps)
+# Tests: real peers (openssl s_client, curl, OpenLDAP slapd and its tools, oathtool for
+# TOTP) and python3 for the benchmark driver.
+test_pkgs=(openssl curl python3 procps slapd ldap-utils oathtool)
 
 case "$purpose" in
   run) wanted=("${run_pkgs[@]}") ;;

@@ -5,7 +5,11 @@
 //! reporting every [`Problem`] at once with its key path and origin.
 //! [`reference_markdown`] renders the schema as `docs/config.md`.
 
+mod audit;
+mod auth;
 mod check;
+mod directory;
+mod mfa;
 mod layer;
 mod load;
 mod problems;
@@ -15,6 +19,10 @@ mod secret;
 mod tree;
 mod validate;
 
+pub use audit::AuditConfig;
+pub use auth::{LoginConfig, SessionConfig};
+pub use directory::DirectoryConfig;
+pub use mfa::MfaConfig;
 pub use load::{Origins, Overrides, Source, load, load_str, load_with_origins};
 pub use problems::{Origin, Problem, Problems};
 pub use reference::reference_markdown;

@@ -40,6 +40,17 @@ pub struct Config {
     pub log: LogConfig,
     /// What the very first start creates.
     pub bootstrap: BootstrapConfig,
+    /// Directories users sign in against; each `[[directory]]` entry belongs to a tenant.
+    #[serde(rename = "directory")]
+    pub directories: Vec<crate::DirectoryConfig>,
+    /// The single sign-on session.
+    pub session: crate::SessionConfig,
+    /// Throttling and lockout of the login form.
+    pub login: crate::LoginConfig,
+    /// Multi-factor authentication.
+    pub mfa: crate::MfaConfig,
+    /// The tamper-evident audit log.
+    pub audit: crate::AuditConfig,
 }
 
 /// The HTTPS listener and where the appliance keeps its state.
@@ -149,6 +160,11 @@ impl Default for Config {
             server: ServerConfig::default(),
             log: LogConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            directories: Vec::new(),
+            session: crate::SessionConfig::default(),
+            login: crate::LoginConfig::default(),
+            mfa: crate::MfaConfig::default(),
+            audit: crate::AuditConfig::default(),
         }
     }
 }

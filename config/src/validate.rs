@@ -38,6 +38,13 @@ impl Config {
             "bootstrap.admin_password_file",
             self.bootstrap.admin_password_file.as_deref(),
         );
+        for (index, directory) in self.directories.iter().enumerate() {
+            directory.validate(index, &mut out);
+        }
+        self.session.validate(&mut out);
+        self.login.validate(&mut out);
+        self.mfa.validate(&mut out);
+        self.audit.validate(&mut out);
         out
     }
 

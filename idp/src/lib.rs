@@ -6,8 +6,13 @@
 pub mod error;
 pub mod keys;
 pub mod local;
+pub mod mfa;
 pub mod password;
+mod schema;
+pub mod session;
+pub mod throttle;
 
 pub use error::IdpError;
 pub use keys::{KeyInfo, SigningKeys};
-pub use local::{AccountSummary, LocalAccounts, NewAccount, SCHEMA};
+pub use local::{AccountSummary, LocalAccounts, NewAccount};
+pub use schema::SCHEMA;

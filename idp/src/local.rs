@@ -4,7 +4,7 @@
 use crate::{IdpError, password};
 use kopa_config::Secret;
 use kopa_core::{Clock, Role, TenantId};
-use kopa_store::{Migration, Schema, Store, Table};
+use kopa_store::{Store, Table};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -68,19 +68,12 @@ pub struct NewAccount {
 
 const ACCOUNTS: Table<String, LocalAccount> = Table::new("local_accounts");
 
-fn create_accounts_table(txn: &kopa_store::WriteTxn<'_>) -> Result<(), kopa_store::StoreError> {
+/// Migration 1 of `idp.redb`.
+pub(crate) fn create_accounts_table(
+    txn: &kopa_store::WriteTxn<'_>,
+) -> Result<(), kopa_store::StoreError> {
     txn.open_table(&ACCOUNTS)
 }
-
-/// The IdP database (`idp.redb`) and its migrations.
-pub static SCHEMA: Schema = Schema {
-    service: "idp",
-    migrations: &[Migration {
-        version: 1,
-        description: "local accounts",
-        apply: create_accounts_table,
-    }],
-};
 
 /// Whether `name` is an acceptable local username.
 pub fn valid_username(name: &str) -> bool {
@@ -264,6 +257,7 @@ async fn dummy_hash() -> Result<String, IdpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SCHEMA;
     use kopa_core::FixedClock;
 
     fn accounts(dir: &std::path::Path) -> LocalAccounts {

@@ -1,0 +1,31 @@
+//! `idp.redb`: the identity provider's database and its numbered migrations. Each
+//! migration lives with the module that owns its tables.
+
+use kopa_store::{Migration, Schema};
+
+/// The IdP database and its migrations.
+pub static SCHEMA: Schema = Schema {
+    service: "idp",
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "local accounts",
+            apply: crate::local::create_accounts_table,
+        },
+        Migration {
+            version: 2,
+            description: "SSO sessions",
+            apply: crate::session::create_tables,
+        },
+        Migration {
+            version: 3,
+            description: "MFA enrolments",
+            apply: crate::mfa::create_tables,
+        },
+        Migration {
+            version: 4,
+            description: "login failure counters and lockouts",
+            apply: crate::throttle::create_tables,
+        },
+    ],
+};
