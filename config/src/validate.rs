@@ -148,7 +148,7 @@ pub(crate) fn range_message<T: Display>(value: T, min: T, max: T) -> String {
     format!("Out of range: {value} (allowed {min} to {max})")
 }
 
-fn check_range<T: PartialOrd + Display + Copy>(
+pub(crate) fn check_range<T: PartialOrd + Display + Copy>(
     out: &mut Vec<Problem>,
     key: &str,
     value: T,

@@ -11,6 +11,7 @@ pub mod password;
 mod schema;
 pub mod session;
 pub mod throttle;
+pub mod ui;
 
 pub use error::IdpError;
 pub use keys::{KeyInfo, SigningKeys};
