@@ -141,9 +141,17 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     prepare_data_dir(&data_dir)?;
 
     let (tls, tls_generated) = tls_files::load_or_create(&config, addr)?;
-    let services = Services::open(&data_dir, clock)?;
+    let services = {
+        let dir = data_dir.clone();
+        // Opening and migrating databases is blocking file work: keep it off the runtime.
+        tokio::task::spawn_blocking(move || Services::open(&dir, clock))
+            .await
+            .map_err(|e| StartError::DataDir {
+                path: data_dir.clone(),
+                reason: e.to_string(),
+            })??
+    };
     let keys = SigningKeys::load_or_generate(&data_dir.join("keys"))?;
-
     let admin_password = match &config.bootstrap.admin_password_file {
         Some(path) => {
             Some(
@@ -155,19 +163,27 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         }
         None => None,
     };
-    let first_admin = services
+    let tls_config = tls.server_config()?;
+    let control = control::ControlServer::start(&data_dir, services.clone(), tls.clone())?;
+
+    // Last, so that no later failure can swallow the one-time password.
+    let first_admin = match services
         .accounts
         .bootstrap_admin(&config.bootstrap.admin_username, admin_password)
-        .await?
-        .map(|(summary, password)| FirstAdmin {
+        .await
+    {
+        Ok(created) => created.map(|(summary, password)| FirstAdmin {
             username: summary.username,
             password,
-        });
+        }),
+        Err(e) => {
+            control.stop().await;
+            return Err(e.into());
+        }
+    };
 
-    let control = control::ControlServer::start(&data_dir, services.clone(), tls.clone())?;
     let readiness = Readiness::new(services.probes());
     let routes = kopa_web::health_routes(readiness.clone()).recover(kopa_web::recover);
-    let tls_config = tls.server_config()?;
     let settings = EdgeSettings::from_config(&config.server);
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {

@@ -319,8 +319,8 @@ fn verify_entry(src: &Path, entry: &DatabaseEntry) -> Result<(), StoreError> {
             entry.file
         )));
     }
-    let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| map_open_error(&path, e))?;
     let (tables, service, version) = contain_panic(&entry.file, || {
+        let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| map_open_error(&path, e))?;
         let txn = ReadTxn::new(db.begin_read()?);
         let tables = digest_txn(txn.raw())?;
         Ok((

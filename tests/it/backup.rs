@@ -6,6 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Waits until at least `n` writes were acknowledged.
+async fn wait_for(acked: &std::sync::Mutex<Vec<String>>, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes stalled below {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_during_writes_restores_to_an_identical_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,7 +49,7 @@ async fn backup_during_writes_restores_to_an_identical_snapshot() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_for(&acked, 5).await;
     let before_backup = acked.lock().unwrap().len();
     let snap = snapshot.clone();
     let data_arg = data.clone();
@@ -60,7 +72,7 @@ async fn backup_during_writes_restores_to_an_identical_snapshot() {
         String::from_utf8_lossy(&out.stderr)
     );
     let after_backup = acked.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for(&acked, after_backup + 3).await;
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
     let all = acked.lock().unwrap().clone();

@@ -112,4 +112,15 @@ fn secret_file_sets_the_first_admin_password() {
     kopa.signal("TERM");
     kopa.wait_exit(std::time::Duration::from_secs(15));
     assert!(!kopa.stderr().contains("Ventspils-Kopa-2026"));
+
+    // The stored hash is of the file's password (without its trailing newline).
+    let store = kopa_store::Store::open(&data, &kopa_idp::SCHEMA).unwrap();
+    let accounts = kopa_idp::LocalAccounts::new(store, std::sync::Arc::new(kopa_core::SystemClock));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ok = |pw: &str| {
+        rt.block_on(accounts.verify_password("admin", kopa_config::Secret::new(pw.into())))
+            .unwrap()
+    };
+    assert!(ok("Ventspils-Kopa-2026"));
+    assert!(!ok("Ventspils-Kopa-2026\n"));
 }

@@ -24,7 +24,9 @@ pub fn set(name: &str, value: &str, max_age_secs: Option<u64>) -> Option<HeaderV
     if !ok {
         return None;
     }
-    let age = max_age_secs.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+    let age = max_age_secs
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax{age}"
     ))
@@ -41,7 +43,8 @@ pub fn clear(name: &str) -> HeaderValue {
 
 /// Compares two secrets in time independent of where they differ.
 pub fn secrets_match(a: &str, b: &str) -> bool {
-    !a.is_empty() && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+    !a.is_empty()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
 #[cfg(test)]

@@ -93,12 +93,18 @@ fn rejection_response(rejection: &Rejection) -> Response {
             "Method not allowed on this resource",
         );
     }
-    if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
-        // The deserializer's message names the offending field, never its value's secrets:
-        // serde reports types and positions, not content.
-        return error_response(ErrorCode::BadRequest, &format!("Invalid request body: {e}"));
+    if rejection
+        .find::<warp::filters::body::BodyDeserializeError>()
+        .is_some()
+    {
+        // Not the parser's message: serde's "invalid type: string \"…\"" would echo what
+        // the client sent, which may be a secret, into the response.
+        return error_response(
+            ErrorCode::BadRequest,
+            "Invalid request body: not the expected form or JSON",
+        );
     }
-    tracing::error!(rejection = ?rejection, "unhandled rejection");
+    tracing::error!("unhandled rejection");
     error_response(ErrorCode::Internal, "Internal error")
 }
 

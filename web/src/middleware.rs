@@ -71,11 +71,19 @@ fn apply_security_headers(resp: &mut Response) {
     for (name, value) in fixed {
         h.insert(name, HeaderValue::from_static(value));
     }
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
+    // A page may loosen other directives, never framing: clickjacking protection stays.
+    let csp = match h
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => Some(HeaderValue::from_static(CSP)),
+        Some(own) if !own.contains("frame-ancestors") => {
+            HeaderValue::from_str(&format!("{own}; frame-ancestors 'none'")).ok()
+        }
+        Some(_) => None,
+    };
+    if let Some(csp) = csp {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     // Identity and admin answers must not linger in shared or browser caches.
     if !h.contains_key(header::CACHE_CONTROL) {
@@ -163,30 +171,41 @@ where
         .is_some_and(|n| n > limits.max_body_bytes);
 
     let exceeded = Arc::new(AtomicBool::new(false));
+    // Every log line written while serving this request carries its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
     let mut resp = REQUEST_ID
-        .scope(request_id.clone(), async {
-            if declared_too_large {
-                return error_response(ErrorCode::PayloadTooLarge, "Request body is too large");
-            }
-            let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(RequestId(request_id.clone()));
-            parts.extensions.insert(PeerAddr(peer));
-            let body = LimitedBody {
-                inner: body,
-                remaining: limits.max_body_bytes,
-                exceeded: exceeded.clone(),
-            };
-            let req = http::Request::from_parts(parts, body);
-            match tokio::time::timeout(limits.request_timeout, service.call(req)).await {
-                Ok(Ok(resp)) if exceeded.load(Ordering::SeqCst) => {
-                    drop(resp);
-                    error_response(ErrorCode::PayloadTooLarge, "Request body is too large")
-                }
-                Ok(Ok(resp)) => resp,
-                Ok(Err(never)) => match never {},
-                Err(_) => error_response(ErrorCode::Timeout, "Request took too long"),
-            }
-        })
+        .scope(
+            request_id.clone(),
+            tracing::Instrument::instrument(
+                async {
+                    if declared_too_large {
+                        return error_response(
+                            ErrorCode::PayloadTooLarge,
+                            "Request body is too large",
+                        );
+                    }
+                    let (mut parts, body) = req.into_parts();
+                    parts.extensions.insert(RequestId(request_id.clone()));
+                    parts.extensions.insert(PeerAddr(peer));
+                    let body = LimitedBody {
+                        inner: body,
+                        remaining: limits.max_body_bytes,
+                        exceeded: exceeded.clone(),
+                    };
+                    let req = http::Request::from_parts(parts, body);
+                    match tokio::time::timeout(limits.request_timeout, service.call(req)).await {
+                        Ok(Ok(resp)) if exceeded.load(Ordering::SeqCst) => {
+                            drop(resp);
+                            error_response(ErrorCode::PayloadTooLarge, "Request body is too large")
+                        }
+                        Ok(Ok(resp)) => resp,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => error_response(ErrorCode::Timeout, "Request took too long"),
+                    }
+                },
+                span,
+            ),
+        )
         .await;
 
     apply_security_headers(&mut resp);
@@ -229,7 +248,17 @@ mod tests {
         let mut resp = Response::new(Default::default());
         resp.headers_mut().insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+            HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'"),
+        );
+        apply_security_headers(&mut resp);
+        assert_eq!(
+            resp.headers()["content-security-policy"],
+            "default-src 'self'; frame-ancestors 'self'"
+        );
+        let mut resp = Response::new(Default::default());
+        resp.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'"),
         );
         apply_security_headers(&mut resp);
         assert_eq!(

@@ -125,9 +125,10 @@ impl Server {
         tokio::pin!(shutdown);
 
         loop {
+            // Reap finished connections so the set does not grow with the server's uptime.
+            while connections.try_join_next().is_some() {}
             let permit = tokio::select! {
                 () = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
                 p = permits.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
@@ -165,7 +166,9 @@ impl Server {
             0
         } else {
             let left = connections.len();
-            connections.abort_all();
+            // Abort and wait, so nothing a connection holds (service handles, database
+            // references) outlives the server.
+            connections.shutdown().await;
             left
         };
         ServeSummary {
@@ -189,6 +192,25 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst));
         Some(self.born.elapsed().saturating_sub(last))
+    }
+}
+
+/// Counts a request as in flight until dropped, so a request abandoned mid-way (an HTTP/2
+/// stream reset drops its future) still ends its count.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_done_ms.store(now, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -231,13 +253,10 @@ async fn serve_connection<S>(
     let svc_activity = activity.clone();
     let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let service = service.clone();
-        let activity = svc_activity.clone();
-        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight::start(svc_activity.clone());
         async move {
             let resp = middleware::handle(service, peer, limits, req).await;
-            let now = u64::try_from(activity.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-            activity.last_done_ms.store(now, Ordering::SeqCst);
-            activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(guard);
             Ok::<_, Infallible>(resp)
         }
     });
