@@ -80,7 +80,12 @@ impl Default for LoginConfig {
 
 impl SessionConfig {
     pub(crate) fn validate(&self, out: &mut Vec<Problem>) {
-        check_range(out, "session.idle_timeout_secs", self.idle_timeout_secs, &limits::IDLE_TIMEOUT_SECS);
+        check_range(
+            out,
+            "session.idle_timeout_secs",
+            self.idle_timeout_secs,
+            &limits::IDLE_TIMEOUT_SECS,
+        );
         check_range(
             out,
             "session.absolute_timeout_secs",
@@ -98,11 +103,36 @@ impl SessionConfig {
 
 impl LoginConfig {
     pub(crate) fn validate(&self, out: &mut Vec<Problem>) {
-        check_range(out, "login.lockout_threshold", self.lockout_threshold, &limits::LOCKOUT_THRESHOLD);
-        check_range(out, "login.lockout_secs", self.lockout_secs, &limits::LOCKOUT_SECS);
-        check_range(out, "login.backoff_base_ms", self.backoff_base_ms, &limits::BACKOFF_BASE_MS);
-        check_range(out, "login.backoff_max_ms", self.backoff_max_ms, &limits::BACKOFF_MAX_MS);
-        check_range(out, "login.ip_free_failures", self.ip_free_failures, &limits::IP_FREE_FAILURES);
+        check_range(
+            out,
+            "login.lockout_threshold",
+            self.lockout_threshold,
+            &limits::LOCKOUT_THRESHOLD,
+        );
+        check_range(
+            out,
+            "login.lockout_secs",
+            self.lockout_secs,
+            &limits::LOCKOUT_SECS,
+        );
+        check_range(
+            out,
+            "login.backoff_base_ms",
+            self.backoff_base_ms,
+            &limits::BACKOFF_BASE_MS,
+        );
+        check_range(
+            out,
+            "login.backoff_max_ms",
+            self.backoff_max_ms,
+            &limits::BACKOFF_MAX_MS,
+        );
+        check_range(
+            out,
+            "login.ip_free_failures",
+            self.ip_free_failures,
+            &limits::IP_FREE_FAILURES,
+        );
         if self.backoff_base_ms > self.backoff_max_ms {
             out.push(Problem::default_origin(
                 "login.backoff_base_ms",
@@ -138,7 +168,11 @@ mod tests {
         let keys: Vec<_> = out.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["session.idle_timeout_secs", "login.lockout_threshold", "login.backoff_base_ms"]
+            [
+                "session.idle_timeout_secs",
+                "login.lockout_threshold",
+                "login.backoff_base_ms"
+            ]
         );
     }
 }

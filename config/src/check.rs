@@ -4,6 +4,8 @@
 //! reported, and the offending node is pruned so that the remaining values can still
 //! be deserialised and validated: one load reports all problems at once.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::Value as Json;
 
 use crate::tree::{Node, Value, join};
@@ -12,6 +14,10 @@ use crate::{Config, Problem};
 
 /// Longest `$ref` chain followed before giving up (the schema has no cycles).
 const MAX_REF_DEPTH: usize = 16;
+
+/// Schema extension on an item type: keys whose values must be unique across the items
+/// of an array (see `check_unique_keys`).
+pub(crate) const UNIQUE_KEYS: &str = "x-unique-keys";
 
 pub(crate) struct Schema {
     root: Json,
@@ -114,10 +120,7 @@ impl Schema {
                 let value = *value;
                 check_integer(value, schema, path, node, out)
             }
-            Value::Table(_) => {
-                self.check_table(node, schema, path, out);
-                true
-            }
+            Value::Table(_) => self.check_table(node, schema, path, out),
             Value::Array(items) => {
                 let Some(item_schema) = schema.get("items") else {
                     return true;
@@ -126,16 +129,25 @@ impl Schema {
                 for (i, item) in items.iter_mut().enumerate() {
                     valid &= self.check(item, item_schema, &format!("{path}[{i}]"), out);
                 }
+                check_unique_keys(items, self.resolve(item_schema), path, out);
                 valid
             }
             _ => true,
         }
     }
 
-    fn check_table(&self, node: &mut Node, schema: &Json, path: &str, out: &mut Vec<Problem>) {
+    /// Checks a table's keys; returns false when a required key is missing, so that the
+    /// incomplete table is dropped instead of failing deserialisation a second time.
+    fn check_table(
+        &self,
+        node: &mut Node,
+        schema: &Json,
+        path: &str,
+        out: &mut Vec<Problem>,
+    ) -> bool {
         let origin = node.origin.clone();
         let Value::Table(map) = &mut node.value else {
-            return;
+            return true;
         };
         let properties = schema.get("properties").and_then(Json::as_object);
         let additional = schema.get("additionalProperties");
@@ -161,6 +173,7 @@ impl Schema {
                 map.remove(&key);
             }
         }
+        let mut complete = true;
         for required in schema
             .get("required")
             .and_then(Json::as_array)
@@ -171,8 +184,10 @@ impl Schema {
             if !map.contains_key(required) {
                 let key = join(path, required);
                 out.push(Problem::new(key, origin.clone(), "Missing required key"));
+                complete = false;
             }
         }
+        complete
     }
 
     fn check_alternatives(
@@ -199,6 +214,64 @@ impl Schema {
             None => {
                 out.push(problem(path, node, "Does not match any allowed form"));
                 false
+            }
+        }
+    }
+}
+
+/// Items of an array of tables whose schema lists `x-unique-keys` must not share a
+/// value of those keys (compared without regard to case; for a key holding a list of
+/// strings, no string may appear in two items). Reported at the later item.
+fn check_unique_keys(items: &[Node], item_schema: &Json, path: &str, out: &mut Vec<Problem>) {
+    let keys = item_schema
+        .get(UNIQUE_KEYS)
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str);
+    for key in keys {
+        let mut first_seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let Value::Table(map) = &item.value else {
+                continue;
+            };
+            let key_path = join(&format!("{path}[{i}]"), key);
+            // (path of the value, the value's node, the string)
+            let values: Vec<(String, &Node, &str)> = match map.get(key) {
+                Some(
+                    node @ Node {
+                        value: Value::String(s),
+                        ..
+                    },
+                ) => vec![(key_path, node, s)],
+                Some(Node {
+                    value: Value::Array(list),
+                    ..
+                }) => list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, node)| match &node.value {
+                        Value::String(s) => Some((format!("{key_path}[{j}]"), node, s.as_str())),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut seen_here = BTreeSet::new();
+            for (value_path, node, value) in values {
+                let folded = value.to_lowercase();
+                if !seen_here.insert(folded.clone()) {
+                    continue;
+                }
+                match first_seen.get(&folded) {
+                    Some(first) => {
+                        let message = format!("{value:?} is already used by {path}[{first}]");
+                        out.push(problem(&value_path, node, message));
+                    }
+                    None => {
+                        first_seen.insert(folded, i);
+                    }
+                }
             }
         }
     }

@@ -9,9 +9,9 @@ mod audit;
 mod auth;
 mod check;
 mod directory;
-mod mfa;
 mod layer;
 mod load;
+mod mfa;
 mod problems;
 mod reference;
 mod schema;
@@ -21,9 +21,11 @@ mod validate;
 
 pub use audit::AuditConfig;
 pub use auth::{LoginConfig, SessionConfig};
-pub use directory::DirectoryConfig;
-pub use mfa::MfaConfig;
+pub use directory::{
+    AccountRule, AccountState, AttributeMap, DirectoryConfig, DirectoryKind, GroupLookup, LdapUrl,
+};
 pub use load::{Origins, Overrides, Source, load, load_str, load_with_origins};
+pub use mfa::MfaConfig;
 pub use problems::{Origin, Problem, Problems};
 pub use reference::reference_markdown;
 pub use schema::{BootstrapConfig, Config, LogConfig, LogFormat, ServerConfig};

@@ -44,12 +44,16 @@ pub fn reference_markdown() -> String {
     let Some(root) = schema.properties(schema.root()) else {
         return out;
     };
-    let (sections, top): (Vec<_>, Vec<_>) = root
+    let (sections, rest): (Vec<_>, Vec<_>) = root
         .iter()
         .partition(|(_, s)| schema.properties(s).is_some());
+    let (lists, top): (Vec<_>, Vec<_>) = rest
+        .into_iter()
+        .partition(|(_, s)| table_items(&schema, s).is_some());
     out.push_str("\n## Top level\n");
     for (key, key_schema) in top {
-        write_key(&mut out, &schema, &[key], key_schema);
+        let env = env_var_name(&[key]);
+        write_key(&mut out, &schema, key, Some(&env), false, key_schema);
     }
     for (section, section_schema) in sections {
         let _ = write!(out, "\n## `[{section}]`\n");
@@ -57,33 +61,110 @@ pub fn reference_markdown() -> String {
             let _ = write!(out, "\n{description}\n");
         }
         for (key, key_schema) in schema.properties(section_schema).into_iter().flatten() {
-            write_key(&mut out, &schema, &[section, key], key_schema);
+            let env = env_var_name(&[section, key]);
+            let name = format!("{section}.{key}");
+            write_key(&mut out, &schema, &name, Some(&env), false, key_schema);
         }
+    }
+    for (list, list_schema) in lists {
+        let Some(items) = table_items(&schema, list_schema) else {
+            continue;
+        };
+        let _ = write!(out, "\n## `[[{list}]]`\n");
+        for text in [description(list_schema), description(schema.resolve(items))]
+            .into_iter()
+            .flatten()
+        {
+            let _ = write!(out, "\n{text}\n");
+        }
+        let _ = write!(
+            out,
+            "\nEach `[[{list}]]` table is one entry. Entries cannot be set key by key from the \
+             environment; `{}` replaces the whole list with a TOML array of inline tables.\n",
+            env_var_name(&[list])
+        );
+        write_entry_keys(&mut out, &schema, &format!("{list}[]"), items);
     }
     out
 }
 
-fn write_key(out: &mut String, schema: &Schema, path: &[&str], key_schema: &Json) {
+/// The item schema of an array of tables, if `key_schema` is one.
+fn table_items<'a>(schema: &'a Schema, key_schema: &'a Json) -> Option<&'a Json> {
+    let items = schema.resolve(key_schema).get("items")?;
+    schema.properties(items).map(|_| items)
+}
+
+/// The keys of one entry of an array of tables, required keys first; nested tables and
+/// arrays of tables are expanded under `prefix.key` and `prefix.key[]`.
+fn write_entry_keys(out: &mut String, schema: &Schema, prefix: &str, item_schema: &Json) {
+    let resolved = schema.resolve(item_schema);
+    let required: Vec<&str> = resolved
+        .get("required")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect();
+    let mut keys: Vec<(&String, &Json)> = schema
+        .properties(item_schema)
+        .into_iter()
+        .flatten()
+        .collect();
+    keys.sort_by_key(|(key, _)| !required.contains(&key.as_str()));
+    for (key, key_schema) in keys {
+        let name = format!("{prefix}.{key}");
+        if schema.properties(key_schema).is_some() {
+            write_entry_keys(out, schema, &name, key_schema);
+            continue;
+        }
+        write_key(
+            out,
+            schema,
+            &name,
+            None,
+            required.contains(&key.as_str()),
+            key_schema,
+        );
+        if let Some(items) = table_items(schema, key_schema) {
+            write_entry_keys(out, schema, &format!("{name}[]"), items);
+        }
+    }
+}
+
+fn write_key(
+    out: &mut String,
+    schema: &Schema,
+    name: &str,
+    env: Option<&str>,
+    required: bool,
+    key_schema: &Json,
+) {
     let resolved = schema.resolve(key_schema);
-    let _ = write!(out, "\n### `{}`\n\n", path.join("."));
+    let _ = write!(out, "\n### `{name}`\n\n");
     let optional = if schema.allows_null(key_schema) {
         ", optional"
     } else {
         ""
     };
     let _ = writeln!(out, "- Type: {}{optional}", type_name(schema, key_schema));
-    let default = key_schema
-        .get("default")
-        .or_else(|| resolved.get("default"));
-    let _ = writeln!(
-        out,
-        "- Default: {}",
-        default.map_or("none".to_owned(), toml_literal)
-    );
+    if required {
+        let _ = writeln!(out, "- Required");
+    } else {
+        let default = key_schema
+            .get("default")
+            .or_else(|| resolved.get("default"));
+        let _ = writeln!(
+            out,
+            "- Default: {}",
+            default.map_or("none".to_owned(), toml_literal)
+        );
+    }
     if let Some(allowed) = allowed_values(schema, key_schema) {
         let _ = writeln!(out, "- Allowed: {allowed}");
     }
-    let _ = writeln!(out, "- Environment: `{}`", env_var_name(path));
+    if let Some(env) = env {
+        let _ = writeln!(out, "- Environment: `{env}`");
+    }
     if let Some(description) = description(key_schema) {
         let _ = write!(out, "\n{description}\n");
     }
@@ -127,11 +208,37 @@ fn description(schema: &Json) -> Option<&str> {
 
 /// A default or allowed value as it would be written in `kopa.toml`.
 fn toml_literal(value: &Json) -> String {
-    match value {
-        Json::Null => "none".to_owned(),
-        Json::String(s) => format!("`{}`", toml_edit::Value::from(s.as_str())),
-        other => format!("`{other}`"),
+    match toml_value(value) {
+        None => "none".to_owned(),
+        Some(value) => format!("`{value}`"),
     }
+}
+
+/// The TOML form of a JSON value (`null` has none); lists and tables become inline.
+fn toml_value(value: &Json) -> Option<toml_edit::Value> {
+    let value = match value {
+        Json::Null => return None,
+        Json::Bool(b) => toml_edit::Value::from(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => toml_edit::Value::from(i),
+            None => toml_edit::Value::from(n.as_f64()?),
+        },
+        Json::String(s) => toml_edit::Value::from(s.as_str()),
+        Json::Array(items) => {
+            let mut array: toml_edit::Array = items.iter().filter_map(toml_value).collect();
+            array.fmt();
+            toml_edit::Value::Array(array)
+        }
+        Json::Object(map) => {
+            let mut table: toml_edit::InlineTable = map
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), toml_value(v)?)))
+                .collect();
+            table.fmt();
+            toml_edit::Value::InlineTable(table)
+        }
+    };
+    Some(value)
 }
 
 #[cfg(test)]
@@ -168,6 +275,12 @@ mod tests {
             "### `bootstrap.admin_password_file`",
             "- Type: path, optional",
             "- Allowed: 1024 to 67108864",
+            "## `[[directory]]`",
+            "### `directory[].id`\n\n- Type: string\n- Required\n",
+            "### `directory[].attributes.given_name`",
+            "### `directory[].account_rules[].bit`",
+            "- Allowed: `\"ldap\"`, `\"local\"`",
+            "- Default: `[{ attribute = \"pwdAccountLockedTime\"",
         ] {
             assert!(doc.contains(needle), "missing {needle:?} in:\n{doc}");
         }

@@ -42,6 +42,12 @@ pub enum IdpError {
     /// The input is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// The second-factor store failed.
+    #[error("MFA storage failed")]
+    Mfa(#[from] crate::mfa::MfaError),
+    /// Appending to the audit log failed: nothing may proceed unrecorded.
+    #[error("Audit log unavailable")]
+    Audit(#[source] kopa_store::audit::AuditError),
     /// Password hashing failed (parameters or a malformed stored hash).
     #[error("Password hashing failed")]
     Hash,

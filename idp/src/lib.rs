@@ -3,6 +3,7 @@
 //! argon2id hashes. Directories, login pages, sessions, OIDC and SAML arrive with their
 //! issues and build on these.
 
+pub mod directory;
 pub mod error;
 pub mod keys;
 pub mod local;
@@ -15,5 +16,5 @@ pub mod ui;
 
 pub use error::IdpError;
 pub use keys::{KeyInfo, SigningKeys};
-pub use local::{AccountSummary, LocalAccounts, NewAccount};
+pub use local::{AccountSummary, LocalAccounts, LocalAuthError, NewAccount};
 pub use schema::SCHEMA;

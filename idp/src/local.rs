@@ -66,6 +66,23 @@ pub struct NewAccount {
     pub password: Option<Secret>,
 }
 
+/// Why a local sign-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalAuthError {
+    /// No account of that name.
+    #[error("Unknown local account")]
+    UnknownUser,
+    /// The password is wrong.
+    #[error("Wrong password")]
+    WrongPassword,
+    /// The account is disabled.
+    #[error("Local account disabled")]
+    Disabled,
+    /// The check itself failed (storage, hashing).
+    #[error("Cannot check the password")]
+    Failed(#[source] IdpError),
+}
+
 const ACCOUNTS: Table<String, LocalAccount> = Table::new("local_accounts");
 
 /// Migration 1 of `idp.redb`.
@@ -197,19 +214,41 @@ impl LocalAccounts {
         username: &str,
         password: Secret,
     ) -> Result<bool, IdpError> {
+        match self.authenticate(username, password).await {
+            Ok(_) => Ok(true),
+            Err(LocalAuthError::Failed(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Signs `username` in with `password`, telling an unknown account from a wrong
+    /// password and a disabled account (for the audit log). Every path costs one
+    /// password hash, so timing does not reveal which names exist.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: Secret,
+    ) -> Result<AccountSummary, LocalAuthError> {
         let name = username.to_owned();
         let account = self
             .store
             .read(move |txn| txn.get(&ACCOUNTS, &name))
-            .await?;
-        let (phc, usable) = match &account {
-            Some(a) => (a.password_hash.clone(), !a.disabled),
-            None => (dummy_hash().await?, false),
+            .await
+            .map_err(|e| LocalAuthError::Failed(e.into()))?;
+        let phc = match &account {
+            Some(a) => a.password_hash.clone(),
+            None => dummy_hash().await.map_err(LocalAuthError::Failed)?,
         };
         let ok = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
             .await
-            .map_err(|_| IdpError::Hash)??;
-        Ok(ok && usable)
+            .map_err(|_| LocalAuthError::Failed(IdpError::Hash))?
+            .map_err(LocalAuthError::Failed)?;
+        match account {
+            None => Err(LocalAuthError::UnknownUser),
+            Some(a) if a.disabled => Err(LocalAuthError::Disabled),
+            Some(_) if !ok => Err(LocalAuthError::WrongPassword),
+            Some(a) => Ok(AccountSummary::from(&a)),
+        }
     }
 
     /// Creates the first platform administrator when no enabled one exists. Returns the
@@ -329,6 +368,36 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn authenticate_tells_unknown_from_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let accts = accounts(dir.path());
+        let pw = |s: &str| Secret::new(s.into());
+        accts
+            .create(NewAccount {
+                username: "ilze".into(),
+                display_name: "Ilze Šmite".into(),
+                tenant: None,
+                roles: vec![Role::Auditor],
+                password: Some(pw("Talsu-Parole-7")),
+            })
+            .await
+            .unwrap();
+        let ok = accts
+            .authenticate("ilze", pw("Talsu-Parole-7"))
+            .await
+            .unwrap();
+        assert_eq!(ok.display_name, "Ilze Šmite");
+        assert!(matches!(
+            accts.authenticate("ilze", pw("nepareizi")).await,
+            Err(LocalAuthError::WrongPassword)
+        ));
+        assert!(matches!(
+            accts.authenticate("nav", pw("Talsu-Parole-7")).await,
+            Err(LocalAuthError::UnknownUser)
+        ));
     }
 
     #[tokio::test]

@@ -91,7 +91,11 @@ pub struct Sessions {
 impl Sessions {
     /// Sessions kept in `store` (the IdP database).
     pub fn new(store: Store, clock: Arc<dyn Clock>, config: SessionConfig) -> Self {
-        Self { store, clock, config }
+        Self {
+            store,
+            clock,
+            config,
+        }
     }
 
     /// Starts a session; returns the token for the cookie and the stored session. A new
@@ -100,11 +104,20 @@ impl Sessions {
         let token = new_token();
         let hash = hash_token(&token);
         let now = self.clock.now_millis();
-        let session = Session { id: hash[..16].to_owned(), data, created_ms: now, last_seen_ms: now };
+        let session = Session {
+            id: hash[..16].to_owned(),
+            data,
+            created_ms: now,
+            last_seen_ms: now,
+        };
         let stored = session.clone();
         self.store
             .write(move |txn| {
-                txn.insert(&BY_SUBJECT, &(stored.data.subject.clone(), hash.clone()), &now)?;
+                txn.insert(
+                    &BY_SUBJECT,
+                    &(stored.data.subject.clone(), hash.clone()),
+                    &now,
+                )?;
                 txn.insert(&SESSIONS, &hash, &stored)?;
                 Ok(())
             })
@@ -242,7 +255,10 @@ mod tests {
 
     fn sessions(dir: &std::path::Path, clock: Arc<FixedClock>) -> Sessions {
         let store = Store::open(dir, &crate::SCHEMA).unwrap();
-        let config = SessionConfig { idle_timeout_secs: 600, absolute_timeout_secs: 3600 };
+        let config = SessionConfig {
+            idle_timeout_secs: 600,
+            absolute_timeout_secs: 3600,
+        };
         Sessions::new(store, clock, config)
     }
 
@@ -277,7 +293,10 @@ mod tests {
         let (t2, _) = s.create(data("talsi:7")).await.unwrap();
         let (t3, _) = s.create(data("talsi:8")).await.unwrap();
         assert_eq!(s.list_for("talsi:7").await.unwrap().len(), 2);
-        assert!(s.revoke("talsi:8", &first.id).await.unwrap().is_none(), "another user's id");
+        assert!(
+            s.revoke("talsi:8", &first.id).await.unwrap().is_none(),
+            "another user's id"
+        );
         assert!(s.revoke("talsi:7", &first.id).await.unwrap().is_some());
         assert!(s.get(&t1).await.unwrap().is_none());
         assert_eq!(s.revoke_all("talsi:7").await.unwrap(), 1);

@@ -130,7 +130,9 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock only means another request panicked mid-update; the counters
         // are still integers, so keep serving rather than fail every login.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn release(&self, account: &str, ip: IpAddr, outcome: Outcome) -> Option<LockChange> {
@@ -216,7 +218,9 @@ impl Throttle {
                 let wait = backoff_ms(cfg, c.failures - cfg.ip_free_failures + 1);
                 let ready = c.last_failure_ms + wait;
                 if now < ready {
-                    return Err(Refusal::Throttled { retry_after_ms: ready - now });
+                    return Err(Refusal::Throttled {
+                        retry_after_ms: ready - now,
+                    });
                 }
             }
         }
@@ -224,7 +228,9 @@ impl Throttle {
         let c = state.accounts.entry(account.to_owned()).or_default();
         let mut expired_lock = false;
         if c.locked_until_ms > now {
-            return Err(Refusal::Locked { until_ms: c.locked_until_ms });
+            return Err(Refusal::Locked {
+                until_ms: c.locked_until_ms,
+            });
         }
         if c.locked_until_ms != 0 {
             c.locked_until_ms = 0;
@@ -233,11 +239,15 @@ impl Throttle {
         }
         if c.failures + c.in_flight >= cfg.lockout_threshold {
             // Earlier attempts are still deciding whether this account locks.
-            return Err(Refusal::Throttled { retry_after_ms: 1000 });
+            return Err(Refusal::Throttled {
+                retry_after_ms: 1000,
+            });
         }
         let ready = c.last_failure_ms + backoff_ms(cfg, c.failures);
         if c.failures > 0 && now < ready {
-            return Err(Refusal::Throttled { retry_after_ms: ready - now });
+            return Err(Refusal::Throttled {
+                retry_after_ms: ready - now,
+            });
         }
         c.in_flight += 1;
         drop(state);
@@ -252,7 +262,11 @@ impl Throttle {
 
     /// Records the outcome of an admitted attempt; a new lock is written to the database
     /// before this returns, and an expired one removed.
-    pub async fn finish(&self, mut ticket: Ticket, outcome: Outcome) -> Result<Option<LockChange>, StoreError> {
+    pub async fn finish(
+        &self,
+        mut ticket: Ticket,
+        outcome: Outcome,
+    ) -> Result<Option<LockChange>, StoreError> {
         ticket.done = true;
         let change = self.inner.release(&ticket.account, ticket.ip, outcome);
         let account = ticket.account.clone();
@@ -273,7 +287,9 @@ impl Throttle {
                     .store
                     .write(move |txn| txn.remove(&LOCKOUTS, &account).map(|_| ()))
                     .await?;
-                Ok(Some(LockChange::Expired { account: ticket.account.clone() }))
+                Ok(Some(LockChange::Expired {
+                    account: ticket.account.clone(),
+                }))
             }
             _ => Ok(change),
         }
@@ -288,7 +304,10 @@ impl Throttle {
             match state.accounts.get_mut(account) {
                 Some(c) => {
                     let locked = c.locked_until_ms > now;
-                    *c = Counter { in_flight: c.in_flight, ..Counter::default() };
+                    *c = Counter {
+                        in_flight: c.in_flight,
+                        ..Counter::default()
+                    };
                     locked
                 }
                 None => false,
@@ -329,7 +348,11 @@ impl Drop for Ticket {
 /// window that could still matter.
 fn prune(state: &mut State, now: u64, cfg: &LoginConfig) {
     let horizon = (cfg.lockout_secs * 1000).max(cfg.backoff_max_ms);
-    let keep = |c: &Counter| c.in_flight > 0 || c.locked_until_ms > now || now.saturating_sub(c.last_failure_ms) < horizon;
+    let keep = |c: &Counter| {
+        c.in_flight > 0
+            || c.locked_until_ms > now
+            || now.saturating_sub(c.last_failure_ms) < horizon
+    };
     state.accounts.retain(|_, c| keep(c));
     state.ips.retain(|_, c| keep(c));
 }
@@ -339,7 +362,11 @@ mod tests {
     use super::*;
     use kopa_core::FixedClock;
 
-    async fn throttle(dir: &std::path::Path, clock: Arc<FixedClock>, config: LoginConfig) -> Throttle {
+    async fn throttle(
+        dir: &std::path::Path,
+        clock: Arc<FixedClock>,
+        config: LoginConfig,
+    ) -> Throttle {
         let store = Store::open(dir, &crate::SCHEMA).unwrap();
         Throttle::load(store, clock, config).await.unwrap()
     }
@@ -352,31 +379,53 @@ mod tests {
     async fn backoff_doubles_and_success_forgives() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FixedClock::at(1_000_000));
-        let cfg = LoginConfig { backoff_base_ms: 100, backoff_max_ms: 1000, ..LoginConfig::default() };
+        let cfg = LoginConfig {
+            backoff_base_ms: 100,
+            backoff_max_ms: 1000,
+            ..LoginConfig::default()
+        };
         let t = throttle(dir.path(), clock.clone(), cfg).await;
         let ticket = t.admit("anna", ip(1)).unwrap();
         t.finish(ticket, Outcome::Failure).await.unwrap();
-        assert_eq!(t.admit("anna", ip(1)).unwrap_err(), Refusal::Throttled { retry_after_ms: 100 });
+        assert_eq!(
+            t.admit("anna", ip(1)).unwrap_err(),
+            Refusal::Throttled {
+                retry_after_ms: 100
+            }
+        );
         clock.advance(100);
         let ticket = t.admit("anna", ip(1)).unwrap();
         t.finish(ticket, Outcome::Failure).await.unwrap();
-        assert_eq!(t.admit("anna", ip(1)).unwrap_err(), Refusal::Throttled { retry_after_ms: 200 });
+        assert_eq!(
+            t.admit("anna", ip(1)).unwrap_err(),
+            Refusal::Throttled {
+                retry_after_ms: 200
+            }
+        );
         clock.advance(200);
         let ticket = t.admit("anna", ip(1)).unwrap();
         t.finish(ticket, Outcome::Success).await.unwrap();
         let ticket = t.admit("anna", ip(1)).unwrap();
         drop(ticket);
-        assert!(t.admit("anna", ip(1)).is_ok(), "neutral drop must not count");
+        assert!(
+            t.admit("anna", ip(1)).is_ok(),
+            "neutral drop must not count"
+        );
     }
 
     #[tokio::test]
     async fn concurrent_burst_gets_at_most_threshold_tries_and_lock_persists() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FixedClock::at(5_000_000));
-        let cfg = LoginConfig { backoff_base_ms: 0, ..LoginConfig::default() };
+        let cfg = LoginConfig {
+            backoff_base_ms: 0,
+            ..LoginConfig::default()
+        };
         let t = throttle(dir.path(), clock.clone(), cfg.clone()).await;
         // 50 attempts arrive before any finishes.
-        let admitted: Vec<_> = (0..50).filter_map(|i| t.admit("janis", ip(i)).ok()).collect();
+        let admitted: Vec<_> = (0..50)
+            .filter_map(|i| t.admit("janis", ip(i)).ok())
+            .collect();
         assert_eq!(admitted.len(), 5);
         let mut changes = Vec::new();
         for ticket in admitted {
@@ -385,12 +434,18 @@ mod tests {
         let locks: Vec<_> = changes.into_iter().flatten().collect();
         assert_eq!(locks.len(), 1, "{locks:?}");
         let until = 5_000_000 + 900_000;
-        assert_eq!(t.admit("janis", ip(9)).unwrap_err(), Refusal::Locked { until_ms: until });
+        assert_eq!(
+            t.admit("janis", ip(9)).unwrap_err(),
+            Refusal::Locked { until_ms: until }
+        );
 
         // The lock survives a restart.
         drop(t);
         let t = throttle(dir.path(), clock.clone(), cfg).await;
-        assert_eq!(t.admit("janis", ip(9)).unwrap_err(), Refusal::Locked { until_ms: until });
+        assert_eq!(
+            t.admit("janis", ip(9)).unwrap_err(),
+            Refusal::Locked { until_ms: until }
+        );
         assert_eq!(t.locked(), vec![("janis".to_owned(), until)]);
 
         // It expires by itself, and the lifting is reported once.
@@ -398,7 +453,12 @@ mod tests {
         let ticket = t.admit("janis", ip(9)).unwrap();
         assert!(ticket.expired_lock);
         let change = t.finish(ticket, Outcome::Success).await.unwrap();
-        assert_eq!(change, Some(LockChange::Expired { account: "janis".into() }));
+        assert_eq!(
+            change,
+            Some(LockChange::Expired {
+                account: "janis".into()
+            })
+        );
         assert!(t.locked().is_empty());
     }
 
@@ -406,27 +466,54 @@ mod tests {
     async fn admin_unlock_and_ip_backoff() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FixedClock::at(9_000_000));
-        let cfg = LoginConfig { backoff_base_ms: 0, lockout_threshold: 2, ip_free_failures: 3, ..LoginConfig::default() };
+        let cfg = LoginConfig {
+            backoff_base_ms: 0,
+            lockout_threshold: 2,
+            ip_free_failures: 3,
+            ..LoginConfig::default()
+        };
         let t = throttle(dir.path(), clock.clone(), cfg).await;
         for _ in 0..2 {
             let ticket = t.admit("liga", ip(7)).unwrap();
             t.finish(ticket, Outcome::Failure).await.unwrap();
         }
-        assert!(matches!(t.admit("liga", ip(7)), Err(Refusal::Locked { .. })));
+        assert!(matches!(
+            t.admit("liga", ip(7)),
+            Err(Refusal::Locked { .. })
+        ));
         assert!(t.unlock("liga").await.unwrap());
         assert!(!t.unlock("liga").await.unwrap());
         let ticket = t.admit("liga", ip(8)).unwrap();
         t.finish(ticket, Outcome::Success).await.unwrap();
 
         // The same address failing on many accounts is slowed down after its free failures.
-        let cfg_backoff = LoginConfig { backoff_base_ms: 500, ..LoginConfig::default() };
+        let cfg_backoff = LoginConfig {
+            backoff_base_ms: 500,
+            ..LoginConfig::default()
+        };
         let dir2 = tempfile::tempdir().unwrap();
-        let t = throttle(dir2.path(), clock.clone(), LoginConfig { ip_free_failures: 3, ..cfg_backoff }).await;
+        let t = throttle(
+            dir2.path(),
+            clock.clone(),
+            LoginConfig {
+                ip_free_failures: 3,
+                ..cfg_backoff
+            },
+        )
+        .await;
         for user in ["a", "b", "c"] {
             let ticket = t.admit(user, ip(1)).unwrap();
             t.finish(ticket, Outcome::Failure).await.unwrap();
         }
-        assert_eq!(t.admit("d", ip(1)).unwrap_err(), Refusal::Throttled { retry_after_ms: 500 });
-        assert!(t.admit("d", ip(2)).is_ok(), "other addresses are not affected");
+        assert_eq!(
+            t.admit("d", ip(1)).unwrap_err(),
+            Refusal::Throttled {
+                retry_after_ms: 500
+            }
+        );
+        assert!(
+            t.admit("d", ip(2)).is_ok(),
+            "other addresses are not affected"
+        );
     }
 }

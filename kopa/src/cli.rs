@@ -5,6 +5,8 @@ use kopa::control::{self, ControlClient, Reply, Request};
 use kopa::services::Services;
 use kopa_config::{Config, LogFormat, Overrides, Problems, Source};
 use kopa_core::{Role, SystemClock, TenantId};
+use kopa_store::audit::{ExportFormat, ExportPage, VerifyReport};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,6 +77,45 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The tamper-evident audit log (online or offline).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks every record, link and signature of the chain; exits 1 naming the first
+    /// broken record.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Writes the records of a time range as ECS JSON lines or CSV.
+    Export {
+        /// Start, inclusive: RFC 3339 (2026-03-01T08:00:00Z, 2026-03-01T10:00:00+02:00) or
+        /// a date (midnight UTC). Default: the first record.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        since: Option<u64>,
+        /// End, exclusive, in the same forms. Default: the last record.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        until: Option<u64>,
+        /// `jsonl` (one ECS object per line) or `csv`.
+        #[arg(long, default_value = "jsonl", value_parser = parse_format)]
+        format: ExportFormat,
+        /// Write to FILE (created with mode 0600; must not exist) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    kopa_store::audit::parse_rfc3339_ms(s)
+}
+
+fn parse_format(s: &str) -> Result<ExportFormat, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +166,22 @@ fn parse_tenant(s: &str) -> Result<TenantId, String> {
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("kopa: {message}");
     ExitCode::FAILURE
+}
+
+/// An error with its causes on one line (`Cannot open …: Permission denied`), each cause
+/// added unless the message already says it.
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 fn config_problems(problems: &Problems) -> ExitCode {
@@ -183,6 +240,20 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok((config, _)) => admin(&config, command).await,
             Err(p) => config_problems(&p),
         },
+        Command::Audit(AuditCommand::Verify { config }) => match load_config(&config, None) {
+            Ok((config, _)) => audit_verify(&config).await,
+            Err(p) => config_problems(&p),
+        },
+        Command::Audit(AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+            config,
+        }) => match load_config(&config, None) {
+            Ok((config, _)) => audit_export(&config, since, until, format, output).await,
+            Err(p) => config_problems(&p),
+        },
     }
 }
 
@@ -219,7 +290,8 @@ fn init_logging(config: &Config) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
@@ -229,7 +301,7 @@ async fn serve(config: Config) -> ExitCode {
     init_logging(&config);
     let handle = match kopa::start(config).await {
         Ok(h) => h,
-        Err(e) => return fail(e),
+        Err(e) => return fail(with_causes(&e)),
     };
     print_banner(&handle);
     tracing::info!(addr = %handle.addr, version = kopa_core::VERSION, "Kopa is serving");
@@ -301,21 +373,157 @@ async fn wait_for_stop(handle: &kopa::Handle) {
     }
 }
 
+/// Where requests go: the running appliance's control socket, or, when none runs, the
+/// databases opened by this process.
+enum Target {
+    Running(ControlClient),
+    Offline(Box<Services>),
+}
+
+impl Target {
+    async fn connect(config: &Config) -> Result<Self, String> {
+        let data_dir = &config.server.data_dir;
+        match ControlClient::connect(data_dir).await {
+            Ok(Some(client)) => Ok(Self::Running(client)),
+            Ok(None) => {
+                // Offline commands work on an existing appliance's data; a mistyped
+                // --data-dir must not quietly create (and back up) an empty one.
+                if !kopa_store::db_file(data_dir, "idp").exists() {
+                    return Err(format!(
+                        "No Kopa data in {} (is --data-dir right?)",
+                        data_dir.display()
+                    ));
+                }
+                let dir = data_dir.clone();
+                let services = tokio::task::spawn_blocking(move || {
+                    Services::open(&dir, Arc::new(SystemClock))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| with_causes(&e))?;
+                Ok(Self::Offline(Box::new(services)))
+            }
+            Err(e) => Err(format!("Cannot reach the running Kopa: {e}")),
+        }
+    }
+
+    async fn call(&mut self, req: Request) -> Result<Reply, String> {
+        match self {
+            Self::Running(client) => client
+                .call(&req)
+                .await
+                .map_err(|e| format!("Control socket: {e}")),
+            Self::Offline(services) => Ok(control::execute(services, None, req).await),
+        }
+    }
+}
+
 /// Sends `req` to the running appliance, or runs it on directly opened databases.
 async fn dispatch(config: &Config, req: Request) -> Result<Reply, String> {
+    Target::connect(config).await?.call(req).await
+}
+
+/// Connects for an audit command; refuses a data directory without an audit log rather
+/// than creating one there.
+async fn audit_target(config: &Config) -> Result<Target, String> {
     let data_dir = &config.server.data_dir;
-    match ControlClient::connect(data_dir).await {
-        Ok(Some(mut client)) => client
-            .call(&req)
-            .await
-            .map_err(|e| format!("Control socket: {e}")),
-        Ok(None) => {
-            let services =
-                Services::open(data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
-            Ok(control::execute(&services, None, req).await)
-        }
-        Err(e) => Err(format!("Cannot reach the running Kopa: {e}")),
+    let db = kopa_store::db_file(data_dir, kopa_store::audit::AUDIT_SCHEMA.service);
+    if !db.exists() {
+        return Err(format!("No audit log in {}", data_dir.display()));
     }
+    Target::connect(config).await
+}
+
+fn result<T: serde::de::DeserializeOwned>(reply: Reply) -> Result<T, String> {
+    if !reply.ok {
+        return Err(reply.error.unwrap_or_else(|| "Failed".into()));
+    }
+    serde_json::from_value(reply.result).map_err(|e| format!("Unexpected reply: {e}"))
+}
+
+async fn audit_verify(config: &Config) -> ExitCode {
+    let report: VerifyReport = match audit_target(config).await {
+        Ok(mut target) => match target.call(Request::AuditVerify).await.and_then(result) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        },
+        Err(e) => return fail(e),
+    };
+    let range = match (report.first_seq, report.last_seq) {
+        (Some(a), Some(b)) => format!(" ({a} to {b})"),
+        _ => String::new(),
+    };
+    match &report.broken {
+        None => {
+            println!(
+                "Audit log intact: {} records{range}, {} retention cuts",
+                report.records, report.cut_records
+            );
+            ExitCode::SUCCESS
+        }
+        Some(b) => {
+            println!("Audit log checked: {} records{range}", report.records);
+            fail(format!("audit log broken at {b}"))
+        }
+    }
+}
+
+async fn audit_export(
+    config: &Config,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    format: ExportFormat,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let mut target = match audit_target(config).await {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Audit records are personal data: the file is private from its first byte.
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                Err(e) => return fail(format!("Cannot create {}: {e}", path.display())),
+            }
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut after_seq = None;
+    let mut total = 0;
+    loop {
+        let req = Request::AuditExport {
+            since_ms,
+            until_ms,
+            format,
+            after_seq,
+        };
+        let page: ExportPage = match target.call(req).await.and_then(result) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = out.write_all(page.data.as_bytes()) {
+            return fail(format!("Cannot write the export: {e}"));
+        }
+        total += page.records;
+        match page.next_after_seq {
+            Some(next) => after_seq = Some(next),
+            None => break,
+        }
+    }
+    if let Err(e) = out.flush() {
+        return fail(format!("Cannot write the export: {e}"));
+    }
+    if let Some(path) = output {
+        eprintln!("Exported {total} records to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_reply(reply: Reply) -> ExitCode {
@@ -348,7 +556,7 @@ fn restore(config: &Config, dir: &Path, verify_only: bool) -> ExitCode {
                 println!("{}: OK ({} databases)", dir.display(), m.databases.len());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => fail(with_causes(&e)),
         };
     }
     match kopa_store::backup::restore(dir, &config.server.data_dir, &kopa::SCHEMAS) {
@@ -359,7 +567,7 @@ fn restore(config: &Config, dir: &Path, verify_only: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Err(e) => fail(with_causes(&e)),
     }
 }
 

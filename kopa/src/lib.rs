@@ -142,9 +142,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
 
     let (tls, tls_generated) = tls_files::load_or_create(&config, addr)?;
     let services = {
-        let dir = data_dir.clone();
+        let (dir, audit) = (data_dir.clone(), config.audit.clone());
         // Opening and migrating databases is blocking file work: keep it off the runtime.
-        tokio::task::spawn_blocking(move || Services::open(&dir, clock))
+        tokio::task::spawn_blocking(move || Services::open_with(&dir, clock, &audit))
             .await
             .map_err(|e| StartError::DataDir {
                 path: data_dir.clone(),

@@ -1,21 +1,34 @@
-//! Every service's storage, opened together: one redb file per service.
+//! Every service's storage, opened together: one redb file per service, plus the audit log
+//! and its signing key.
 
 use crate::StartError;
 use futures_util::future::BoxFuture;
+use kopa_config::AuditConfig;
 use kopa_core::Clock;
 use kopa_idp::LocalAccounts;
-use kopa_store::{Schema, Store};
+use kopa_store::audit::{AuditError, AuditLog, AuditOptions, AuditSigner};
+use kopa_store::{Schema, Store, StoreError};
 use kopa_web::ReadinessProbe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The schema of every database the appliance keeps, in backup order.
-pub static SCHEMAS: [&Schema; 4] = [
+pub static SCHEMAS: [&Schema; 5] = [
     &kopa_idp::SCHEMA,
+    &kopa_store::audit::AUDIT_SCHEMA,
     &kopa_monitor::SCHEMA,
     &kopa_portal_server::SCHEMA,
     &kopa_hypervisor::SCHEMA,
 ];
+
+/// Where `AUDIT_SCHEMA` sits in [`SCHEMAS`].
+const AUDIT_INDEX: usize = 1;
+
+/// The audit signing key under a data directory.
+pub fn audit_key_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("audit-ed25519.pem")
+}
 
 /// The opened services.
 #[derive(Debug, Clone)]
@@ -24,19 +37,34 @@ pub struct Services {
     pub stores: Vec<Store>,
     /// Local accounts of the IdP.
     pub accounts: LocalAccounts,
+    /// The audit log. Its writer thread stops when the last clone of the services is
+    /// dropped (dropping waits for it) or on [`AuditLog::close`].
+    pub audit: AuditLog,
 }
 
 impl Services {
-    /// Opens (and migrates) every database under `data_dir`.
+    /// Opens (and migrates) every database under `data_dir`, with the audit log's defaults
+    /// and no retention: what the CLI uses when no appliance runs.
     pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        Self::open_with(data_dir, clock, &AuditConfig::default())
+    }
+
+    /// Opens every database; the audit log runs as `[audit]` says.
+    pub fn open_with(
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+        audit: &AuditConfig,
+    ) -> Result<Self, StartError> {
         let stores = SCHEMAS
             .iter()
             .map(|schema| Store::open(data_dir, schema))
             .collect::<Result<Vec<_>, _>>()?;
         let idp = stores[0].clone();
+        let audit = open_audit(data_dir, stores[AUDIT_INDEX].clone(), clock.clone(), audit)?;
         Ok(Self {
             accounts: LocalAccounts::new(idp, clock),
             stores,
+            audit,
         })
     }
 
@@ -47,6 +75,35 @@ impl Services {
             .map(|s| Arc::new(StoreProbe(s.clone())) as Arc<dyn ReadinessProbe>)
             .collect()
     }
+}
+
+fn open_audit(
+    data_dir: &Path,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: &AuditConfig,
+) -> Result<AuditLog, StartError> {
+    let keys = data_dir.join("keys");
+    kopa_store::fsutil::ensure_private_dir(&keys).map_err(|e| StartError::DataDir {
+        path: keys.clone(),
+        reason: e.to_string(),
+    })?;
+    let options = AuditOptions {
+        max_batch: usize::try_from(config.max_batch).unwrap_or(usize::MAX),
+        retention: (config.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.retention_days) * 86_400)),
+        ..AuditOptions::default()
+    };
+    let path = audit_key_file(data_dir);
+    let opened = AuditSigner::load_or_generate(&path)
+        .and_then(|signer| AuditLog::open(store, signer, clock, options));
+    opened.map_err(|e| match e {
+        AuditError::Store(e) => StartError::Store(e),
+        AuditError::KeyFile { path, reason } => StartError::Secret { path, reason },
+        other => StartError::Store(StoreError::Corrupt {
+            what: format!("audit log: {other}"),
+        }),
+    })
 }
 
 /// A service is ready when its database answers a read.

@@ -4,6 +4,7 @@
 //! redb types stay behind [`ReadTxn`], [`WriteTxn`] and [`Table`], so service repositories can
 //! later gain another backend without their callers noticing.
 
+pub mod audit;
 pub mod backup;
 mod error;
 pub mod fsutil;
@@ -13,6 +14,7 @@ mod store;
 mod table;
 mod txn;
 
+pub use audit::{AUDIT_SCHEMA, AuditError, AuditEvent, AuditLog, AuditRecord, AuditSigner};
 pub use error::StoreError;
 pub use key::Key;
 pub use migrate::{Migration, Schema};

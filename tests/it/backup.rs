@@ -158,7 +158,12 @@ fn a_tampered_snapshot_is_refused_and_nothing_is_touched() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let snapshot = dir.path().join("snapshot");
-    // Offline backup: no appliance runs, the CLI opens the databases itself.
+    // An appliance that ran once, then stopped.
+    let mut kopa = KopaProcess::serve(&data, &[]);
+    kopa.wait_listening();
+    kopa.signal("TERM");
+    kopa.wait_exit(Duration::from_secs(15));
+    // Offline administration and backup: the CLI opens the databases itself.
     kopa_ok(&[
         "admin",
         "--data-dir",

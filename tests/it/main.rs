@@ -2,7 +2,9 @@
 //! real `kopa` process) on an ephemeral port with a fresh data directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod backup;
 mod config;
+mod directory;
 mod edge;
 mod lifecycle;

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod process;
+pub mod slapd;
 
 use std::path::Path;
 

@@ -117,7 +117,10 @@ impl Text {
             Institution => ("Iestāde", "Institution"),
             InstitutionAny => ("Pēc lietotājvārda domēna", "From the username's domain"),
             SignIn => ("Pieteikties", "Sign in"),
-            BadCredentials => ("Nepareizs lietotājvārds vai parole.", "Wrong username or password."),
+            BadCredentials => (
+                "Nepareizs lietotājvārds vai parole.",
+                "Wrong username or password.",
+            ),
             Unavailable => (
                 "Iestādes katalogs pašlaik nav pieejams. Mēģiniet vēlāk.",
                 "The institution's directory is unavailable. Please try again later.",
@@ -131,7 +134,10 @@ impl Text {
                 "Too many attempts. Wait a moment and try again.",
             ),
             Disabled => ("Konts ir atspējots.", "The account is disabled."),
-            InvalidInput => ("Pārbaudiet ievadīto lietotājvārdu un iestādi.", "Check the username and institution."),
+            InvalidInput => (
+                "Pārbaudiet ievadīto lietotājvārdu un iestādi.",
+                "Check the username and institution.",
+            ),
             FormExpired => (
                 "Veidlapa ir novecojusi. Lūdzu, mēģiniet vēlreiz.",
                 "The form has expired. Please try again.",
@@ -184,7 +190,10 @@ mod tests {
 
     #[test]
     fn accept_language_prefers_by_weight() {
-        assert_eq!(Lang::from_accept_language("en-GB,en;q=0.9,lv;q=0.8"), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language("en-GB,en;q=0.9,lv;q=0.8"),
+            Lang::En
+        );
         assert_eq!(Lang::from_accept_language("de,lv;q=0.5,en;q=0.4"), Lang::Lv);
         assert_eq!(Lang::from_accept_language("de"), Lang::Lv);
         assert_eq!(Lang::from_accept_language(""), Lang::Lv);
