@@ -5,8 +5,10 @@
 
 pub mod directory;
 pub mod error;
+pub mod http;
 pub mod keys;
 pub mod local;
+pub mod login;
 pub mod mfa;
 pub mod password;
 mod schema;

@@ -40,6 +40,9 @@ pub enum StartError {
     /// A service database could not be opened.
     #[error("{0}")]
     Store(#[from] kopa_store::StoreError),
+    /// The directories could not be set up (unreadable CA or password file, duplicates).
+    #[error("Directory configuration: {0}")]
+    Directory(#[from] kopa_idp::directory::BuildError),
     /// IdP keys or accounts failed.
     #[error(transparent)]
     Idp(#[from] kopa_idp::IdpError),
@@ -144,6 +147,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     let services = {
         let (dir, audit) = (data_dir.clone(), config.audit.clone());
         // Opening and migrating databases is blocking file work: keep it off the runtime.
+        let clock = clock.clone();
         tokio::task::spawn_blocking(move || Services::open_with(&dir, clock, &audit))
             .await
             .map_err(|e| StartError::DataDir {
@@ -182,8 +186,20 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         }
     };
 
-    let readiness = Readiness::new(services.probes());
-    let routes = kopa_web::health_routes(readiness.clone()).recover(kopa_web::recover);
+    let login = match build_login(&config, &services, clock).await {
+        Ok(login) => login,
+        Err(e) => {
+            control.stop().await;
+            return Err(e);
+        }
+    };
+    let mut probes = services.probes();
+    probes.extend(directory_probes(login.directories()));
+    let readiness = Readiness::new(probes);
+    let routes = kopa_web::health_routes(readiness.clone())
+        .or(kopa_idp::http::routes(login))
+        .unify()
+        .recover(kopa_web::recover);
     let settings = EdgeSettings::from_config(&config.server);
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
@@ -209,4 +225,72 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         serving,
         control,
     })
+}
+
+/// The tenant of the built-in local directory when the configuration names none: the
+/// platform's own accounts (the first administrator, break-glass operators).
+const PLATFORM_TENANT: &str = "platform";
+
+/// Directories from the configuration, plus a local one for the platform's accounts when
+/// no local directory is configured (so the first administrator can always sign in).
+fn directory_configs(config: &Config) -> Vec<kopa_config::DirectoryConfig> {
+    let mut list = config.directories.clone();
+    if !list
+        .iter()
+        .any(|d| d.kind == kopa_config::DirectoryKind::Local)
+    {
+        let mut local =
+            kopa_config::DirectoryConfig::local("local", PLATFORM_TENANT, "Kopa vietējie konti");
+        local.display_name_en = Some("Kopa local accounts".into());
+        list.push(local);
+    }
+    list
+}
+
+async fn build_login(
+    config: &Config,
+    services: &Services,
+    clock: Arc<dyn Clock>,
+) -> Result<kopa_idp::login::Login, StartError> {
+    use kopa_idp::directory::Directories;
+    let idp = services.idp_store();
+    let directories =
+        Directories::from_config(&directory_configs(config), Some(&services.accounts))?;
+    let sessions =
+        kopa_idp::session::Sessions::new(idp.clone(), clock.clone(), config.session.clone());
+    let throttle =
+        kopa_idp::throttle::Throttle::load(idp.clone(), clock.clone(), config.login.clone())
+            .await?;
+    let mfa = kopa_idp::mfa::Mfa::new(idp, clock.clone(), config.mfa.clone());
+    Ok(kopa_idp::login::Login::new(
+        Arc::new(directories),
+        sessions,
+        throttle,
+        mfa,
+        services.audit.clone(),
+        clock,
+    ))
+}
+
+/// A directory is ready when it answers (LDAP) or its store does (local).
+#[derive(Debug)]
+struct DirectoryProbe(Arc<dyn kopa_idp::directory::Directory>);
+
+impl kopa_web::ReadinessProbe for DirectoryProbe {
+    fn name(&self) -> String {
+        format!("directory:{}", self.0.id())
+    }
+
+    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.check().await.map_err(|e| e.to_string()) })
+    }
+}
+
+fn directory_probes(
+    directories: &kopa_idp::directory::Directories,
+) -> Vec<Arc<dyn kopa_web::ReadinessProbe>> {
+    directories
+        .iter()
+        .map(|d| Arc::new(DirectoryProbe(d.clone())) as Arc<dyn kopa_web::ReadinessProbe>)
+        .collect()
 }

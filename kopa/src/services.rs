@@ -68,6 +68,11 @@ impl Services {
         })
     }
 
+    /// The IdP's database.
+    pub fn idp_store(&self) -> Store {
+        self.stores[0].clone()
+    }
+
     /// One readiness probe per database.
     pub fn probes(&self) -> Vec<Arc<dyn ReadinessProbe>> {
         self.stores
@@ -111,8 +116,8 @@ fn open_audit(
 struct StoreProbe(Store);
 
 impl ReadinessProbe for StoreProbe {
-    fn name(&self) -> &'static str {
-        self.0.service()
+    fn name(&self) -> String {
+        self.0.service().to_owned()
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -18,7 +18,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// One thing `/readyz` asks about (a service's database, a directory pool…).
 pub trait ReadinessProbe: Send + Sync + std::fmt::Debug {
     /// The service's name in the report.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> String;
     /// `Ok` when ready; otherwise a short reason, safe to show.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 }
@@ -109,8 +109,8 @@ mod tests {
     struct Fixed(&'static str, Result<(), String>);
 
     impl ReadinessProbe for Fixed {
-        fn name(&self) -> &'static str {
-            self.0
+        fn name(&self) -> String {
+            self.0.to_owned()
         }
         fn check(&self) -> BoxFuture<'_, Result<(), String>> {
             let r = self.1.clone();

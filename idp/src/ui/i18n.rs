@@ -75,7 +75,6 @@ pub enum Text {
     Unavailable,
     Locked,
     Throttled,
-    Disabled,
     InvalidInput,
     FormExpired,
     MfaTitle,
@@ -133,7 +132,6 @@ impl Text {
                 "Pārāk daudz mēģinājumu. Pagaidiet brīdi un mēģiniet vēlreiz.",
                 "Too many attempts. Wait a moment and try again.",
             ),
-            Disabled => ("Konts ir atspējots.", "The account is disabled."),
             InvalidInput => (
                 "Pārbaudiet ievadīto lietotājvārdu un iestādi.",
                 "Check the username and institution.",

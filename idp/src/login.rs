@@ -1,0 +1,639 @@
+//! The sign-in flow, free of HTTP: directory authentication behind the brute-force guard,
+//! then the second factor when the user's roles (or their own enrolment) call for it, then
+//! a fresh SSO session. Every attempt, and every lock, unlock and logout, is appended to
+//! the audit log and durable before the caller gets its answer.
+
+use crate::IdpError;
+use crate::directory::{AuthFailure, Directories, DirectoryUser};
+use crate::mfa::{Mfa, MfaError};
+use crate::session::{Session, SessionData, Sessions, new_token};
+use crate::throttle::{LockChange, Outcome, Refusal, Throttle};
+use crate::ui::Text;
+use kopa_config::Secret;
+use kopa_core::Clock;
+use kopa_store::audit::{AuditEvent, AuditLog, Category, Outcome as EventOutcome};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// How long the step between password and second factor may take.
+const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
+/// Wrong codes allowed per password sign-in before it must start over.
+const MFA_ATTEMPTS: u32 = 5;
+/// Longest username accepted at all.
+const MAX_USERNAME: usize = 256;
+
+/// One password sign-in attempt.
+#[derive(Debug)]
+pub struct Attempt {
+    /// What the user typed (`name@domain` or a name with an institution chosen).
+    pub username: String,
+    /// The password; never logged, never stored.
+    pub password: Secret,
+    /// Directory chosen in the picker, if any.
+    pub institution: Option<String>,
+    /// Source address.
+    pub ip: IpAddr,
+    /// User agent.
+    pub user_agent: String,
+}
+
+/// Why sign-in did not go through, as the user may learn it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Unknown user or wrong password: deliberately the same to the user.
+    BadCredentials,
+    /// The directory could not be reached.
+    Unavailable,
+    /// The account is locked (here or in its directory).
+    Locked,
+    /// Too many attempts just now.
+    Throttled,
+    /// The input cannot be a login (unknown domain, control characters…).
+    InvalidInput,
+    /// The second factor was wrong.
+    MfaFailed,
+    /// The step between password and second factor expired or never existed.
+    Expired,
+}
+
+impl Refused {
+    /// The message shown.
+    pub fn text(self) -> Text {
+        match self {
+            Refused::BadCredentials => Text::BadCredentials,
+            Refused::Unavailable => Text::Unavailable,
+            Refused::Locked => Text::Locked,
+            Refused::Throttled => Text::Throttled,
+            Refused::InvalidInput => Text::InvalidInput,
+            Refused::MfaFailed => Text::MfaFailed,
+            Refused::Expired => Text::FormExpired,
+        }
+    }
+
+    /// The HTTP status of the page that says so.
+    pub fn status(self) -> u16 {
+        match self {
+            Refused::Unavailable => 503,
+            Refused::Throttled | Refused::Locked => 429,
+            Refused::InvalidInput => 400,
+            Refused::BadCredentials | Refused::MfaFailed | Refused::Expired => 401,
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Refused::BadCredentials => "wrong_password",
+            Refused::Unavailable => "directory_unavailable",
+            Refused::Locked => "locked",
+            Refused::Throttled => "throttled",
+            Refused::InvalidInput => "invalid_input",
+            Refused::MfaFailed => "mfa_failed",
+            Refused::Expired => "expired",
+        }
+    }
+}
+
+/// Where a successful step leads.
+#[derive(Debug)]
+pub enum Step {
+    /// Signed in: set this token as the session cookie.
+    SignedIn {
+        /// Cookie value.
+        token: String,
+        /// The new session.
+        session: Box<Session>,
+    },
+    /// Password accepted; a second factor is needed. Keep `pending` in a cookie.
+    Mfa {
+        /// Pending-step cookie value.
+        pending: String,
+    },
+    /// Password accepted; the user must first enrol a second factor.
+    Enrol {
+        /// Pending-step cookie value.
+        pending: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    user: DirectoryUser,
+    typed: String,
+    created_ms: u64,
+    attempts: u32,
+    enrolled: bool,
+}
+
+/// The sign-in service.
+#[derive(Debug, Clone)]
+pub struct Login {
+    directories: Arc<Directories>,
+    sessions: Sessions,
+    throttle: Throttle,
+    mfa: Mfa,
+    audit: AuditLog,
+    clock: Arc<dyn Clock>,
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+/// The stable subject of a directory user across Kopa: `<directory id>:<subject>`.
+pub fn subject_of(user: &DirectoryUser) -> String {
+    user.qualified_subject()
+}
+
+fn event(
+    category: Category,
+    action: &str,
+    outcome: EventOutcome,
+    ip: IpAddr,
+    user_agent: &str,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(category, action, outcome);
+    e.source_ip = Some(ip);
+    e.user_agent = Some(user_agent.chars().take(512).collect());
+    e
+}
+
+impl Login {
+    /// Wires the flow together.
+    pub fn new(
+        directories: Arc<Directories>,
+        sessions: Sessions,
+        throttle: Throttle,
+        mfa: Mfa,
+        audit: AuditLog,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            directories,
+            sessions,
+            throttle,
+            mfa,
+            audit,
+            clock,
+            pending: Arc::default(),
+        }
+    }
+
+    /// The session store (for the pages and the admin API).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The brute-force guard (for the admin API).
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// The directories (for the institution picker).
+    pub fn directories(&self) -> &Directories {
+        &self.directories
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Which directory a login goes to: the institution picked (then `name@domain` must
+    /// belong to it), else the domain of `name@domain`, else — a bare name — the local
+    /// accounts (the break-glass path).
+    fn pick_directory(
+        &self,
+        typed: &str,
+        institution: Option<&str>,
+    ) -> Option<(Arc<dyn crate::directory::Directory>, String)> {
+        match institution.filter(|i| !i.is_empty()) {
+            Some(id) => {
+                let directory = self.directories.get(id)?;
+                if typed.contains('@') {
+                    let (resolved, name) = self.directories.resolve(typed).ok()?;
+                    (resolved.id() == directory.id()).then_some((directory, name))
+                } else {
+                    Some((directory, typed.to_owned()))
+                }
+            }
+            None if typed.contains('@') => self.directories.resolve(typed).ok(),
+            None => {
+                let local = self
+                    .directories
+                    .iter()
+                    .find(|d| d.info().kind == kopa_config::DirectoryKind::Local)?
+                    .clone();
+                Some((local, typed.to_owned()))
+            }
+        }
+    }
+
+    async fn record(&self, e: AuditEvent) -> Result<(), IdpError> {
+        self.audit
+            .append(e)
+            .await
+            .map(|_| ())
+            .map_err(IdpError::Audit)
+    }
+
+    /// Checks a password and decides the next step.
+    pub async fn password(&self, a: Attempt) -> Result<Result<Step, Refused>, IdpError> {
+        let typed: String = a.username.trim().chars().take(MAX_USERNAME).collect();
+        let mut ev = event(
+            Category::Authentication,
+            "login",
+            EventOutcome::Failure,
+            a.ip,
+            &a.user_agent,
+        );
+        ev.user_typed = Some(typed.clone());
+        ev.method = Some("password".into());
+
+        let Some((directory, login)) = self.pick_directory(&typed, a.institution.as_deref()) else {
+            ev.reason = Some(Refused::InvalidInput.reason().into());
+            self.record(ev).await?;
+            return Ok(Err(Refused::InvalidInput));
+        };
+        ev.tenant = Some(directory.tenant().clone());
+        ev.details
+            .insert("directory".into(), directory.id().to_owned());
+        let account_key = format!("{}:{}", directory.id(), login.to_lowercase());
+
+        let ticket = match self.throttle.admit(&account_key, a.ip) {
+            Ok(t) => t,
+            Err(refusal) => {
+                let refused = match refusal {
+                    Refusal::Locked { .. } => Refused::Locked,
+                    Refusal::Throttled { .. } => Refused::Throttled,
+                };
+                ev.reason = Some(refused.reason().into());
+                self.record(ev).await?;
+                return Ok(Err(refused));
+            }
+        };
+        let result = directory.authenticate(&login, &a.password).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(AuthFailure::UnknownUser | AuthFailure::WrongPassword) => Outcome::Failure,
+            Err(_) => Outcome::Neutral,
+        };
+        let change = self.throttle.finish(ticket, outcome).await?;
+        self.record_lock_change(change, &ev).await?;
+
+        let user = match result {
+            Ok(user) => user,
+            Err(failure) => {
+                let (refused, reason) = match failure {
+                    AuthFailure::UnknownUser => (Refused::BadCredentials, "unknown_user"),
+                    AuthFailure::WrongPassword => (Refused::BadCredentials, "wrong_password"),
+                    // The directory may report these before checking the password, so an
+                    // anonymous caller must not learn them: the page says only "wrong".
+                    AuthFailure::Disabled => (Refused::BadCredentials, "disabled"),
+                    AuthFailure::Locked => (Refused::BadCredentials, "locked_in_directory"),
+                    AuthFailure::Unavailable => (Refused::Unavailable, "directory_unavailable"),
+                    AuthFailure::InvalidInput => (Refused::InvalidInput, "invalid_input"),
+                };
+                ev.reason = Some(reason.into());
+                self.record(ev).await?;
+                return Ok(Err(refused));
+            }
+        };
+
+        let subject = subject_of(&user);
+        ev.user_resolved = Some(subject.clone());
+        let enrolled = self.mfa.is_enrolled(&subject).await?;
+        if enrolled || self.mfa.required_for(&user.roles) {
+            // The password step succeeded; the sign-in does not until the second factor.
+            ev.outcome = EventOutcome::Success;
+            ev.action = "login-password".into();
+            self.record(ev).await?;
+            let pending = new_token();
+            let p = Pending {
+                user,
+                typed,
+                created_ms: self.clock.now_millis(),
+                attempts: 0,
+                enrolled,
+            };
+            self.pending_map().insert(pending.clone(), p);
+            return Ok(Ok(if enrolled {
+                Step::Mfa { pending }
+            } else {
+                Step::Enrol { pending }
+            }));
+        }
+        let (token, session) = self
+            .start_session(user, vec!["pwd".into()], &a.ip, &a.user_agent)
+            .await?;
+        ev.outcome = EventOutcome::Success;
+        ev.session_id = Some(session.id.clone());
+        self.record(ev).await?;
+        Ok(Ok(Step::SignedIn {
+            token,
+            session: Box::new(session),
+        }))
+    }
+
+    async fn record_lock_change(
+        &self,
+        change: Option<LockChange>,
+        base: &AuditEvent,
+    ) -> Result<(), IdpError> {
+        let Some(change) = change else { return Ok(()) };
+        let mut e = base.clone();
+        e.category = Category::Iam;
+        e.outcome = EventOutcome::Success;
+        e.reason = None;
+        match change {
+            LockChange::Locked { account, until_ms } => {
+                e.action = "account-locked".into();
+                e.details.insert("account".into(), account);
+                e.details.insert("until_ms".into(), until_ms.to_string());
+            }
+            LockChange::Expired { account } => {
+                e.action = "account-unlocked".into();
+                e.details.insert("account".into(), account);
+                e.details.insert("by".into(), "expiry".into());
+            }
+        }
+        self.record(e).await
+    }
+
+    fn pending_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        let mut map = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = self.clock.now_millis();
+        map.retain(|_, p| now.saturating_sub(p.created_ms) < PENDING_TTL_MS);
+        map
+    }
+
+    async fn start_session(
+        &self,
+        user: DirectoryUser,
+        amr: Vec<String>,
+        ip: &IpAddr,
+        user_agent: &str,
+    ) -> Result<(String, Session), IdpError> {
+        let data = SessionData {
+            subject: subject_of(&user),
+            login: user.login.clone(),
+            display_name: user.display_name.clone(),
+            tenant: Some(user.tenant.clone()),
+            directory: user.directory_id.clone(),
+            roles: user.roles.clone(),
+            groups: user.groups.clone(),
+            amr,
+            ip: ip.to_string(),
+            user_agent: user_agent.chars().take(512).collect(),
+        };
+        Ok(self.sessions.create(data).await?)
+    }
+
+    /// Whether `pending` is a live password step that still needs enrolment.
+    pub fn pending_needs_enrolment(&self, pending: &str) -> Option<bool> {
+        self.pending_map().get(pending).map(|p| !p.enrolled)
+    }
+
+    /// Checks the second factor of a pending sign-in.
+    pub async fn second_factor(
+        &self,
+        pending: &str,
+        code: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<Result<Step, Refused>, IdpError> {
+        let Some(p) = self
+            .pending_map()
+            .get(pending)
+            .cloned()
+            .filter(|p| p.enrolled)
+        else {
+            return Ok(Err(Refused::Expired));
+        };
+        let subject = subject_of(&p.user);
+        let mut ev = event(
+            Category::Authentication,
+            "login",
+            EventOutcome::Failure,
+            ip,
+            user_agent,
+        );
+        ev.user_typed = Some(p.typed.clone());
+        ev.user_resolved = Some(subject.clone());
+        ev.tenant = Some(p.user.tenant.clone());
+        ev.method = Some("totp".into());
+        match self.mfa.verify(&subject, code).await {
+            Ok(factor) => {
+                self.pending_map().remove(pending);
+                let (token, session) = self
+                    .start_session(
+                        p.user,
+                        vec!["pwd".into(), "otp".into(), "mfa".into()],
+                        &ip,
+                        user_agent,
+                    )
+                    .await?;
+                ev.outcome = EventOutcome::Success;
+                ev.session_id = Some(session.id.clone());
+                let factor = match factor {
+                    crate::mfa::Factor::Totp => "totp".to_owned(),
+                    crate::mfa::Factor::RecoveryCode { remaining } => {
+                        ev.details
+                            .insert("recovery_codes_left".into(), remaining.to_string());
+                        "recovery_code".to_owned()
+                    }
+                };
+                ev.details.insert("factor".into(), factor);
+                self.record(ev).await?;
+                Ok(Ok(Step::SignedIn {
+                    token,
+                    session: Box::new(session),
+                }))
+            }
+            Err(e) if !e.is_failed_attempt() => Err(e.into()),
+            Err(e) => {
+                let exhausted = {
+                    let mut map = self.pending_map();
+                    match map.get_mut(pending) {
+                        Some(entry) => {
+                            entry.attempts += 1;
+                            let done = entry.attempts >= MFA_ATTEMPTS;
+                            if done {
+                                map.remove(pending);
+                            }
+                            done
+                        }
+                        None => true,
+                    }
+                };
+                ev.reason = Some(match e {
+                    MfaError::Replayed => "mfa_replayed".into(),
+                    _ => "mfa_failed".into(),
+                });
+                self.record(ev).await?;
+                Ok(Err(if exhausted {
+                    Refused::Expired
+                } else {
+                    Refused::MfaFailed
+                }))
+            }
+        }
+    }
+
+    /// Starts (or restarts) enrolment for a pending sign-in that needs it.
+    pub async fn begin_enrolment(
+        &self,
+        pending: &str,
+    ) -> Result<Option<crate::mfa::Enrolment>, IdpError> {
+        let Some(p) = self
+            .pending_map()
+            .get(pending)
+            .cloned()
+            .filter(|p| !p.enrolled)
+        else {
+            return Ok(None);
+        };
+        let label = p.user.mail.clone().unwrap_or_else(|| p.user.login.clone());
+        Ok(Some(
+            self.mfa
+                .begin_enrolment(&subject_of(&p.user), &label)
+                .await?,
+        ))
+    }
+
+    /// Confirms enrolment with a first code; signs in and returns the recovery codes.
+    pub async fn confirm_enrolment(
+        &self,
+        pending: &str,
+        code: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<Result<(Step, Vec<String>), Refused>, IdpError> {
+        let Some(p) = self
+            .pending_map()
+            .get(pending)
+            .cloned()
+            .filter(|p| !p.enrolled)
+        else {
+            return Ok(Err(Refused::Expired));
+        };
+        let subject = subject_of(&p.user);
+        let mut ev = event(
+            Category::Iam,
+            "mfa-enrolled",
+            EventOutcome::Failure,
+            ip,
+            user_agent,
+        );
+        ev.user_resolved = Some(subject.clone());
+        ev.tenant = Some(p.user.tenant.clone());
+        ev.method = Some("totp".into());
+        match self.mfa.confirm_enrolment(&subject, code).await {
+            Ok(codes) => {
+                self.pending_map().remove(pending);
+                ev.outcome = EventOutcome::Success;
+                self.record(ev.clone()).await?;
+                let (token, session) = self
+                    .start_session(
+                        p.user,
+                        vec!["pwd".into(), "otp".into(), "mfa".into()],
+                        &ip,
+                        user_agent,
+                    )
+                    .await?;
+                let mut login = ev;
+                login.category = Category::Authentication;
+                login.action = "login".into();
+                login.session_id = Some(session.id.clone());
+                self.record(login).await?;
+                let codes = codes.codes.iter().map(|c| c.expose().to_owned()).collect();
+                Ok(Ok((
+                    Step::SignedIn {
+                        token,
+                        session: Box::new(session),
+                    },
+                    codes,
+                )))
+            }
+            Err(MfaError::NoPendingEnrolment) => Ok(Err(Refused::Expired)),
+            Err(e) if !e.is_failed_attempt() => Err(e.into()),
+            Err(_) => {
+                ev.reason = Some("mfa_failed".into());
+                self.record(ev).await?;
+                Ok(Err(Refused::MfaFailed))
+            }
+        }
+    }
+
+    /// Ends the session of `token` (logout), audited.
+    pub async fn logout(
+        &self,
+        token: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<bool, IdpError> {
+        let Some(session) = self.sessions.end(token).await? else {
+            return Ok(false);
+        };
+        let mut ev = event(
+            Category::Session,
+            "logout",
+            EventOutcome::Success,
+            ip,
+            user_agent,
+        );
+        ev.user_resolved = Some(session.data.subject.clone());
+        ev.tenant = session.data.tenant.clone();
+        ev.session_id = Some(session.id);
+        self.record(ev).await?;
+        Ok(true)
+    }
+
+    /// An administrator's revocation of one session (`id`) or all (`None`) of `subject`.
+    pub async fn revoke(
+        &self,
+        actor: &str,
+        subject: &str,
+        id: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<usize, IdpError> {
+        let count = match id {
+            Some(id) => usize::from(self.sessions.revoke(subject, id).await?.is_some()),
+            None => self.sessions.revoke_all(subject).await?,
+        };
+        let mut ev = event(
+            Category::Session,
+            "session-revoked",
+            EventOutcome::Success,
+            ip,
+            "",
+        );
+        ev.user_typed = Some(actor.to_owned());
+        ev.user_resolved = Some(subject.to_owned());
+        ev.details.insert("count".into(), count.to_string());
+        if let Some(id) = id {
+            ev.session_id = Some(id.to_owned());
+        }
+        self.record(ev).await?;
+        Ok(count)
+    }
+
+    /// An administrator's unlock of `account` (`<directory>:<login>`).
+    pub async fn unlock(&self, actor: &str, account: &str, ip: IpAddr) -> Result<bool, IdpError> {
+        let was_locked = self.throttle.unlock(account).await?;
+        let mut ev = event(
+            Category::Iam,
+            "account-unlocked",
+            EventOutcome::Success,
+            ip,
+            "",
+        );
+        ev.user_typed = Some(actor.to_owned());
+        ev.details.insert("account".into(), account.to_owned());
+        ev.details.insert("by".into(), "administrator".into());
+        ev.details
+            .insert("was_locked".into(), was_locked.to_string());
+        self.record(ev).await?;
+        Ok(was_locked)
+    }
+}
