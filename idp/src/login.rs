@@ -123,6 +123,8 @@ struct Pending {
     created_ms: u64,
     attempts: u32,
     enrolled: bool,
+    /// The enrolment begun for this sign-in: shown again (not replaced) until confirmed.
+    enrolment: Option<crate::mfa::Enrolment>,
 }
 
 /// The sign-in service.
@@ -312,6 +314,7 @@ impl Login {
                 created_ms: self.clock.now_millis(),
                 attempts: 0,
                 enrolled,
+                enrolment: None,
             };
             self.pending_map().insert(pending.clone(), p);
             return Ok(Ok(if enrolled {
@@ -493,12 +496,18 @@ impl Login {
         else {
             return Ok(None);
         };
+        if let Some(e) = p.enrolment {
+            return Ok(Some(e));
+        }
         let label = p.user.mail.clone().unwrap_or_else(|| p.user.login.clone());
-        Ok(Some(
-            self.mfa
-                .begin_enrolment(&subject_of(&p.user), &label)
-                .await?,
-        ))
+        let enrolment = self
+            .mfa
+            .begin_enrolment(&subject_of(&p.user), &label)
+            .await?;
+        if let Some(entry) = self.pending_map().get_mut(pending) {
+            entry.enrolment = Some(enrolment.clone());
+        }
+        Ok(Some(enrolment))
     }
 
     /// Confirms enrolment with a first code; signs in and returns the recovery codes.

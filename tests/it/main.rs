@@ -8,3 +8,4 @@ mod config;
 mod directory;
 mod edge;
 mod lifecycle;
+mod login;

@@ -2,6 +2,7 @@
 //! with a temporary data directory, and talk to it over real TLS with HTTP/1.1 or HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod client;
 pub mod process;
 pub mod slapd;

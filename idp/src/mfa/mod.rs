@@ -91,6 +91,7 @@ pub enum Factor {
 }
 
 /// A begun enrolment, to show once to the user. `Debug` reveals none of it.
+#[derive(Clone)]
 pub struct Enrolment {
     /// The key as unpadded base32, for typing into an app.
     pub secret_base32: Secret,
