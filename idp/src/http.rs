@@ -638,6 +638,95 @@ fn api_json<T: serde::de::DeserializeOwned + Send>()
     warp::body::content_length_limit(FORM_LIMIT).and(warp::body::json())
 }
 
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    user: Option<String>,
+    outcome: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    ip: Option<IpAddr>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    order: Option<String>,
+}
+
+fn bad(message: impl Into<String>) -> Rejection {
+    ApiError::new(ErrorCode::BadRequest, message).into_rejection()
+}
+
+/// GET `/api/audit/events`: the audit log, filtered and paginated, for security officers,
+/// auditors and platform administrators. The tenant scope comes from the caller's
+/// session; only platform administrators see every tenant.
+async fn audit_events(
+    login: Login,
+    ctx: Ctx,
+    p: AuditParams,
+) -> Result<warp::reply::Response, Rejection> {
+    use kopa_store::audit::{AuditQuery, Order, Outcome, TenantScope};
+    let session = current_session(&login, &ctx).await.ok_or_else(|| {
+        ApiError::new(ErrorCode::Unauthenticated, "Sign in first").into_rejection()
+    })?;
+    let roles = &session.data.roles;
+    let scope = if roles.contains(&Role::PlatformAdmin) {
+        TenantScope::All
+    } else if roles.contains(&Role::SecurityOfficer) || roles.contains(&Role::Auditor) {
+        match &session.data.tenant {
+            Some(t) => TenantScope::One(t.clone()),
+            None => {
+                return Err(ApiError::new(ErrorCode::Forbidden, "No institution").into_rejection());
+            }
+        }
+    } else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "Requires security_officer, auditor or platform_admin",
+        )
+        .into_rejection());
+    };
+    let mut q = AuditQuery::new(scope);
+    q.user = p.user.filter(|u| !u.is_empty());
+    q.outcome = match p.outcome.as_deref() {
+        None | Some("") => None,
+        Some("success") => Some(Outcome::Success),
+        Some("failure") => Some(Outcome::Failure),
+        Some("unknown") => Some(Outcome::Unknown),
+        Some(_) => return Err(bad("outcome must be success, failure or unknown")),
+    };
+    let time = |v: Option<String>, name: &str| -> Result<Option<u64>, Rejection> {
+        match v.filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => kopa_store::audit::parse_rfc3339_ms(&s)
+                .map(Some)
+                .map_err(|_| bad(format!("{name} must be an RFC 3339 time or a date"))),
+        }
+    };
+    q.from_ms = time(p.from, "from")?;
+    q.to_ms = time(p.to, "to")?;
+    q.source_ip = p.ip;
+    q.after_seq = p.after;
+    q.limit = p.limit.unwrap_or(100);
+    q.order = match p.order.as_deref() {
+        None | Some("") | Some("newest") => Order::NewestFirst,
+        Some("oldest") => Order::OldestFirst,
+        Some(_) => return Err(bad("order must be newest or oldest")),
+    };
+    let page = login.audit().query(q).await.map_err(|e| match e {
+        kopa_store::audit::AuditError::InvalidQuery { what } => bad(what),
+        other => {
+            tracing::error!(error = %other, "audit query failed");
+            ApiError::new(ErrorCode::Unavailable, "The audit log is unavailable").into_rejection()
+        }
+    })?;
+    let records: Vec<_> = page
+        .records
+        .iter()
+        .map(kopa_store::audit::ecs_json)
+        .collect();
+    Ok(json(
+        &serde_json::json!({"records": records, "next_after": page.next_after_seq}),
+    ))
+}
+
 /// Every IdP route.
 pub fn routes(
     login: Login,
@@ -738,6 +827,13 @@ pub fn routes(
         .and(api_json())
         .and_then(unlock);
 
+    let audit_get = warp::path!("api" / "audit" / "events")
+        .and(warp::get())
+        .and(with())
+        .and(ctx())
+        .and(warp::query::<AuditParams>())
+        .and_then(audit_events);
+
     css.or(login_get)
         .unify()
         .or(login_post)
@@ -763,6 +859,8 @@ pub fn routes(
         .or(lockouts_get)
         .unify()
         .or(lockouts_unlock)
+        .unify()
+        .or(audit_get)
         .unify()
 }
 

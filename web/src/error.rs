@@ -30,6 +30,11 @@ impl ApiError {
         }
     }
 
+    /// The rejection carrying this error (for `?` in filters).
+    pub fn into_rejection(self) -> Rejection {
+        warp::reject::custom(self)
+    }
+
     /// The response for this error.
     pub fn into_response(self) -> Response {
         error_response(self.code, &self.message)

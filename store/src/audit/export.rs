@@ -64,6 +64,13 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "kopa.hash",
 ];
 
+/// One record as the ECS JSON object of a JSONL export line (for query APIs).
+pub fn ecs_json(r: &AuditRecord) -> serde_json::Value {
+    let mut line = Vec::new();
+    write_jsonl(r, &mut line);
+    serde_json::from_slice(&line).unwrap_or(serde_json::Value::Null)
+}
+
 /// `2026-03-01T08:15:00.250Z`: RFC 3339, UTC, milliseconds.
 pub fn format_rfc3339_ms(ms: u64) -> String {
     let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);

@@ -27,7 +27,8 @@ pub use chain::{ANOMALY_ACTION, ChainHead, RETENTION_ACTION};
 pub use error::AuditError;
 pub use event::{AuditEvent, Category, Outcome};
 pub use export::{
-    CSV_COLUMNS, ExportFormat, ExportPage, export, export_page, format_rfc3339_ms, parse_rfc3339_ms,
+    CSV_COLUMNS, ExportFormat, ExportPage, ecs_json, export, export_page, format_rfc3339_ms,
+    parse_rfc3339_ms,
 };
 pub use log::{AuditLog, AuditOptions, AuditStats, RetentionReport};
 pub use query::{AuditPage, AuditQuery, MAX_QUERY_LIMIT, Order, TenantScope, query};
