@@ -41,4 +41,8 @@ docs:
 
 ## Measure and write BENCHMARKS.md.
 bench: deps-test build-release
-	python3 scripts/bench.py --kopa $(TARGET_DIR)/release/kopa --out BENCHMARKS.md
+	$(CARGO) build --release -p kopa-tests --bin kopa-bench
+	$(CARGO) build --release -p kopa-store --example audit_bench
+	python3 scripts/bench.py --kopa $(TARGET_DIR)/release/kopa \
+	  --kopa-bench $(TARGET_DIR)/release/kopa-bench \
+	  --audit-bench $(TARGET_DIR)/release/examples/audit_bench --out BENCHMARKS.md

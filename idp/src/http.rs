@@ -862,6 +862,9 @@ pub fn routes(
         .unify()
         .or(audit_get)
         .unify()
+        // Boxed: the combined filter type is deep enough to exhaust the compiler's
+        // recursion limit in optimised builds.
+        .boxed()
 }
 
 #[cfg(test)]

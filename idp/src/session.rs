@@ -111,8 +111,10 @@ impl Sessions {
             last_seen_ms: now,
         };
         let stored = session.clone();
+        // Group-committed: concurrent sign-ins share one fsync, each still durable before
+        // its cookie is set.
         self.store
-            .write(move |txn| {
+            .write_grouped(Box::new(move |txn| {
                 txn.insert(
                     &BY_SUBJECT,
                     &(stored.data.subject.clone(), hash.clone()),
@@ -120,7 +122,7 @@ impl Sessions {
                 )?;
                 txn.insert(&SESSIONS, &hash, &stored)?;
                 Ok(())
-            })
+            }))
             .await?;
         Ok((token, session))
     }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 mod error;
 pub mod fsutil;
+mod group;
 mod key;
 mod migrate;
 mod store;
@@ -16,6 +17,7 @@ mod txn;
 
 pub use audit::{AUDIT_SCHEMA, AuditError, AuditEvent, AuditLog, AuditRecord, AuditSigner};
 pub use error::StoreError;
+pub use group::GroupOp;
 pub use key::Key;
 pub use migrate::{Migration, Schema};
 pub use store::{Store, db_file};

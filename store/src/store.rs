@@ -21,6 +21,7 @@ struct Inner {
     db: redb::Database,
     path: PathBuf,
     schema: &'static Schema,
+    group: crate::group::Group,
 }
 
 impl fmt::Debug for Store {
@@ -82,7 +83,12 @@ impl Store {
         // is refused instead of corrupting it.
         let db = redb::Database::create(&path).map_err(|e| map_open_error(&path, e))?;
         let store = Store {
-            inner: Arc::new(Inner { db, path, schema }),
+            inner: Arc::new(Inner {
+                db,
+                path,
+                schema,
+                group: crate::group::Group::default(),
+            }),
         };
         store.migrate()?;
         Ok(store)
@@ -109,6 +115,10 @@ impl Store {
             self.write_blocking(|txn| migrate::apply(schema, m, txn))?;
         }
         Ok(())
+    }
+
+    pub(crate) fn group(&self) -> &crate::group::Group {
+        &self.inner.group
     }
 
     pub fn service(&self) -> &'static str {
