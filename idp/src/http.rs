@@ -13,6 +13,7 @@ use kopa_web::cookie;
 use kopa_web::{ApiError, PeerAddr};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use warp::http::{HeaderValue, Response, StatusCode, header};
 use warp::reply::Reply;
 use warp::{Filter, Rejection};
@@ -231,7 +232,7 @@ async fn current_session(login: &Login, ctx: &Ctx) -> Option<Session> {
     login.sessions().get(token).await.ok().flatten()
 }
 
-async fn get_login(login: Login, ctx: Ctx, q: LangQuery) -> warp::reply::Response {
+async fn get_login(login: Arc<Login>, ctx: Ctx, q: LangQuery) -> warp::reply::Response {
     let return_to = safe_return_to(q.return_to.as_deref());
     if current_session(&login, &ctx).await.is_some() {
         return redirect(&return_to, vec![]);
@@ -258,7 +259,7 @@ fn signed_in(token: &str, return_to: &str) -> warp::reply::Response {
     redirect(return_to, cookies.into_iter().flatten().collect())
 }
 
-async fn post_login(login: Login, ctx: Ctx, form: LoginPost) -> warp::reply::Response {
+async fn post_login(login: Arc<Login>, ctx: Ctx, form: LoginPost) -> warp::reply::Response {
     let return_to = safe_return_to(Some(&form.return_to));
     let institution = Some(form.institution.as_str()).filter(|i| !i.is_empty());
     let state = |error| FormState {
@@ -317,7 +318,7 @@ fn restart(ctx: &Ctx) -> warp::reply::Response {
     )
 }
 
-async fn get_mfa(login: Login, ctx: Ctx) -> warp::reply::Response {
+async fn get_mfa(login: Arc<Login>, ctx: Ctx) -> warp::reply::Response {
     match ctx
         .cookie(PENDING_COOKIE)
         .and_then(|p| login.pending_needs_enrolment(p))
@@ -334,7 +335,7 @@ async fn get_mfa(login: Login, ctx: Ctx) -> warp::reply::Response {
     }
 }
 
-async fn post_mfa(login: Login, ctx: Ctx, q: LangQuery, form: CodePost) -> warp::reply::Response {
+async fn post_mfa(login: Arc<Login>, ctx: Ctx, q: LangQuery, form: CodePost) -> warp::reply::Response {
     let Some(pending) = ctx.cookie(PENDING_COOKIE) else {
         return restart(&ctx);
     };
@@ -363,7 +364,7 @@ async fn post_mfa(login: Login, ctx: Ctx, q: LangQuery, form: CodePost) -> warp:
     }
 }
 
-async fn get_enrol(login: Login, ctx: Ctx) -> warp::reply::Response {
+async fn get_enrol(login: Arc<Login>, ctx: Ctx) -> warp::reply::Response {
     let Some(pending) = ctx.cookie(PENDING_COOKIE) else {
         return restart(&ctx);
     };
@@ -378,7 +379,7 @@ async fn get_enrol(login: Login, ctx: Ctx) -> warp::reply::Response {
     }
 }
 
-async fn post_enrol(login: Login, ctx: Ctx, q: LangQuery, form: CodePost) -> warp::reply::Response {
+async fn post_enrol(login: Arc<Login>, ctx: Ctx, q: LangQuery, form: CodePost) -> warp::reply::Response {
     let Some(pending) = ctx.cookie(PENDING_COOKIE) else {
         return restart(&ctx);
     };
@@ -422,7 +423,7 @@ async fn post_enrol(login: Login, ctx: Ctx, q: LangQuery, form: CodePost) -> war
     }
 }
 
-async fn get_account(login: Login, ctx: Ctx) -> warp::reply::Response {
+async fn get_account(login: Arc<Login>, ctx: Ctx) -> warp::reply::Response {
     let Some(s) = current_session(&login, &ctx).await else {
         return redirect(
             &format!("/login?lang={}&return_to=/account", ctx.lang.tag()),
@@ -451,7 +452,7 @@ async fn get_logout(ctx: Ctx) -> warp::reply::Response {
     )
 }
 
-async fn post_logout(login: Login, ctx: Ctx, form: CsrfPost) -> warp::reply::Response {
+async fn post_logout(login: Arc<Login>, ctx: Ctx, form: CsrfPost) -> warp::reply::Response {
     if !csrf_ok(&ctx, &form.csrf) {
         let (csrf, _) = csrf_token(&ctx);
         return html(403, pages::logout_confirm(ctx.lang, &csrf), vec![]);
@@ -542,7 +543,7 @@ fn json(value: &serde_json::Value) -> warp::reply::Response {
 }
 
 async fn list_sessions(
-    login: Login,
+    login: Arc<Login>,
     ctx: Ctx,
     q: SubjectQuery,
 ) -> Result<warp::reply::Response, Rejection> {
@@ -570,7 +571,7 @@ async fn list_sessions(
 }
 
 async fn revoke_sessions(
-    login: Login,
+    login: Arc<Login>,
     ctx: Ctx,
     csrf: Option<String>,
     body: RevokeBody,
@@ -594,7 +595,7 @@ async fn revoke_sessions(
     Ok(json(&serde_json::json!({"revoked": n})))
 }
 
-async fn list_lockouts(login: Login, ctx: Ctx) -> Result<warp::reply::Response, Rejection> {
+async fn list_lockouts(login: Arc<Login>, ctx: Ctx) -> Result<warp::reply::Response, Rejection> {
     let caller = admin(&login, &ctx, None, false).await?;
     let locked: Vec<_> = login
         .throttle()
@@ -607,7 +608,7 @@ async fn list_lockouts(login: Login, ctx: Ctx) -> Result<warp::reply::Response, 
 }
 
 async fn unlock(
-    login: Login,
+    login: Arc<Login>,
     ctx: Ctx,
     csrf: Option<String>,
     body: UnlockBody,
@@ -658,7 +659,7 @@ fn bad(message: impl Into<String>) -> Rejection {
 /// auditors and platform administrators. The tenant scope comes from the caller's
 /// session; only platform administrators see every tenant.
 async fn audit_events(
-    login: Login,
+    login: Arc<Login>,
     ctx: Ctx,
     p: AuditParams,
 ) -> Result<warp::reply::Response, Rejection> {
@@ -731,6 +732,8 @@ async fn audit_events(
 pub fn routes(
     login: Login,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    // One shared Login: every route attempt clones only an Arc.
+    let login = Arc::new(login);
     let with = move || {
         let login = login.clone();
         warp::any().map(move || login.clone())
