@@ -335,7 +335,12 @@ async fn get_mfa(login: Arc<Login>, ctx: Ctx) -> warp::reply::Response {
     }
 }
 
-async fn post_mfa(login: Arc<Login>, ctx: Ctx, q: LangQuery, form: CodePost) -> warp::reply::Response {
+async fn post_mfa(
+    login: Arc<Login>,
+    ctx: Ctx,
+    q: LangQuery,
+    form: CodePost,
+) -> warp::reply::Response {
     let Some(pending) = ctx.cookie(PENDING_COOKIE) else {
         return restart(&ctx);
     };
@@ -379,7 +384,12 @@ async fn get_enrol(login: Arc<Login>, ctx: Ctx) -> warp::reply::Response {
     }
 }
 
-async fn post_enrol(login: Arc<Login>, ctx: Ctx, q: LangQuery, form: CodePost) -> warp::reply::Response {
+async fn post_enrol(
+    login: Arc<Login>,
+    ctx: Ctx,
+    q: LangQuery,
+    form: CodePost,
+) -> warp::reply::Response {
     let Some(pending) = ctx.cookie(PENDING_COOKIE) else {
         return restart(&ctx);
     };

@@ -365,8 +365,8 @@ async fn wait_for_stop(handle: &kopa::Handle) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => match handle.reload_tls() {
-                Ok(info) => tracing::info!(sha256_fingerprint = %info.sha256_fingerprint, "TLS certificate reloaded"),
+            _ = hup.recv() => match handle.reload_tls().await {
+                Ok(fingerprint) => tracing::info!(sha256_fingerprint = %fingerprint, "TLS certificate reloaded"),
                 Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the current certificate"),
             },
         }

@@ -43,6 +43,9 @@ pub enum StartError {
     /// The directories could not be set up (unreadable CA or password file, duplicates).
     #[error("Directory configuration: {0}")]
     Directory(#[from] kopa_idp::directory::BuildError),
+    /// The audit log refused a record that must be written.
+    #[error("Audit log unavailable: {0}")]
+    Audit(String),
     /// IdP keys or accounts failed.
     #[error(transparent)]
     Idp(#[from] kopa_idp::IdpError),
@@ -92,6 +95,8 @@ pub struct Handle {
     stop: oneshot::Sender<()>,
     serving: JoinHandle<ServeSummary>,
     control: control::ControlServer,
+    /// For audited operations; dropped (closing the databases) with the handle.
+    services: Services,
 }
 
 impl Handle {
@@ -100,9 +105,19 @@ impl Handle {
         format!("https://{}", self.addr)
     }
 
-    /// Re-reads the TLS certificate and key (what SIGHUP does).
-    pub fn reload_tls(&self) -> Result<kopa_web::CertInfo, kopa_web::TlsError> {
-        self.tls.reload()
+    /// Re-reads the TLS certificate and key (what SIGHUP does), audited like the control
+    /// socket's reload. Returns the new fingerprint, or why the old certificate stays.
+    pub async fn reload_tls(&self) -> Result<String, String> {
+        let reply =
+            control::execute(&self.services, Some(&self.tls), control::Request::ReloadTls).await;
+        if reply.ok {
+            Ok(reply.result["sha256_fingerprint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned())
+        } else {
+            Err(reply.error.unwrap_or_default())
+        }
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, then closes
@@ -176,10 +191,26 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         .bootstrap_admin(&config.bootstrap.admin_username, admin_password)
         .await
     {
-        Ok(created) => created.map(|(summary, password)| FirstAdmin {
-            username: summary.username,
-            password,
-        }),
+        Ok(Some((summary, password))) => {
+            let event = kopa_store::audit::AuditEvent::new(
+                kopa_store::audit::Category::Iam,
+                "local-account-created",
+                kopa_store::audit::Outcome::Success,
+            )
+            .user_resolved("bootstrap")
+            .method("bootstrap")
+            .detail("target_user", summary.username.as_str())
+            .detail("roles", "platform_admin");
+            if let Err(e) = services.audit.append(event).await {
+                control.stop().await;
+                return Err(StartError::Audit(e.to_string()));
+            }
+            Some(FirstAdmin {
+                username: summary.username,
+                password,
+            })
+        }
+        Ok(None) => None,
         Err(e) => {
             control.stop().await;
             return Err(e.into());
@@ -193,6 +224,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
             return Err(e);
         }
     };
+    let handle_services = services.clone();
     let mut probes = services.probes();
     probes.extend(directory_probes(login.directories()));
     let readiness = Readiness::new(probes);
@@ -224,6 +256,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         stop,
         serving,
         control,
+        services: handle_services,
     })
 }
 

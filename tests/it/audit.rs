@@ -70,7 +70,11 @@ fn admin_actions_are_exported_online_and_offline() {
     admin_actions(&data, &dir.path().join("snapshot"));
 
     let lines = export_jsonl(&data, &["--since", &since, "--format", "jsonl"]);
-    // The export records itself before the first record leaves.
+    // The first start's administrator comes first; the export records itself before the
+    // first record leaves.
+    assert_eq!(lines[0]["user.id"], "bootstrap");
+    assert_eq!(lines[0]["kopa.details"]["target_user"], "admin");
+    let lines = lines[1..].to_vec();
     assert_eq!(
         actions(&lines),
         [
@@ -131,8 +135,13 @@ fn admin_actions_are_exported_online_and_offline() {
     let lines = export_jsonl(&data, &["--since", &since]);
     let seen = actions(&lines);
     assert_eq!(
-        seen[..3],
-        ["local-account-created", "password-reset", "backup-taken"]
+        seen[..4],
+        [
+            "local-account-created",
+            "local-account-created",
+            "password-reset",
+            "backup-taken"
+        ]
     );
     assert_eq!(
         seen.iter().filter(|a| **a == "audit-exported").count(),
@@ -158,32 +167,33 @@ fn verify_names_a_record_edited_in_the_stopped_appliance() {
     kopa.wait_exit(Duration::from_secs(15));
     kopa_ok(&["audit", "verify", "--data-dir", dir_arg(&data)]);
 
-    // Rewrite record 2 behind the log's back: "the reset failed".
+    // Rewrite record 3 behind the log's back: "the reset failed". (Record 1 is the first
+    // start's administrator, record 2 the account the control socket created.)
     {
         let store = Store::open(&data, &AUDIT_SCHEMA).unwrap();
-        let mut record = audit::record(&store, 2).unwrap().unwrap();
+        let mut record = audit::record(&store, 3).unwrap().unwrap();
         assert_eq!(record.event.action, "password-reset");
         record.event.outcome = Outcome::Failure;
         store
-            .write_blocking(|t| t.insert(&audit::RECORDS, &2, &record).map(drop))
+            .write_blocking(|t| t.insert(&audit::RECORDS, &3, &record).map(drop))
             .unwrap();
     }
     let out = run_kopa(&["audit", "verify", "--data-dir", dir_arg(&data)], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("record 2: altered"), "{stderr}");
+    assert!(stderr.contains("record 3: altered"), "{stderr}");
 
-    // Remove record 1 as well: the earlier break is named.
+    // Remove record 2 as well: the earlier break is named.
     {
         let store = Store::open(&data, &AUDIT_SCHEMA).unwrap();
         store
-            .write_blocking(|t| t.remove(&audit::RECORDS, &1).map(drop))
+            .write_blocking(|t| t.remove(&audit::RECORDS, &2).map(drop))
             .unwrap();
     }
     let out = run_kopa(&["audit", "verify", "--data-dir", dir_arg(&data)], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("record 1: missing"), "{stderr}");
+    assert!(stderr.contains("record 2: missing"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,5 +225,8 @@ async fn shutdown_closes_the_audit_log() {
     };
     let report = audit::verify(&store, None).unwrap();
     assert!(report.is_intact(), "{report:?}");
-    assert_eq!(report.records, 1, "the verification itself was recorded");
+    assert_eq!(
+        report.records, 2,
+        "the first administrator and the verification itself"
+    );
 }

@@ -587,6 +587,16 @@ fn sessions_and_locks_survive_a_restart() {
     let page = rt.block_on(same.get("/account"));
     assert_eq!(page.status, 200, "session lost over a restart");
     assert!(text(&page).contains("Anna Bērziņa"));
+    // The audit trail from before the restart is still there, and still verifies.
+    let records = audit(&data);
+    assert_eq!(reasons_for(&records, &anna.login()), ["success"]);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event.action"] == "local-account-created"
+                && r["kopa.details"]["target_user"] == "admin")
+    );
+    kopa_ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
 }
 
 /// Signs in a user whose role requires MFA, enrolling with oathtool; returns the browser.
