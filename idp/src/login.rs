@@ -127,6 +127,17 @@ struct Pending {
     enrolment: Option<crate::mfa::Enrolment>,
 }
 
+impl Pending {
+    /// A failed second-factor event about this user (callers mark successes).
+    fn event(&self, category: Category, action: &str, ip: IpAddr, user_agent: &str) -> AuditEvent {
+        let mut e = event(category, action, EventOutcome::Failure, ip, user_agent);
+        e.user_resolved = Some(subject_of(&self.user));
+        e.tenant = Some(self.user.tenant.clone());
+        e.method = Some("totp".into());
+        e
+    }
+}
+
 /// The sign-in service.
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -392,6 +403,15 @@ impl Login {
         Ok(self.sessions.create(data).await?)
     }
 
+    /// The live password step `pending`, if it is at the stage `enrolled` says (second
+    /// factor to check, or to set up first).
+    fn pending_at(&self, pending: &str, enrolled: bool) -> Option<Pending> {
+        self.pending_map()
+            .get(pending)
+            .filter(|p| p.enrolled == enrolled)
+            .cloned()
+    }
+
     /// Whether `pending` is a live password step that still needs enrolment.
     pub fn pending_needs_enrolment(&self, pending: &str) -> Option<bool> {
         self.pending_map().get(pending).map(|p| !p.enrolled)
@@ -405,26 +425,12 @@ impl Login {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<Result<Step, Refused>, IdpError> {
-        let Some(p) = self
-            .pending_map()
-            .get(pending)
-            .cloned()
-            .filter(|p| p.enrolled)
-        else {
+        let Some(p) = self.pending_at(pending, true) else {
             return Ok(Err(Refused::Expired));
         };
         let subject = subject_of(&p.user);
-        let mut ev = event(
-            Category::Authentication,
-            "login",
-            EventOutcome::Failure,
-            ip,
-            user_agent,
-        );
+        let mut ev = p.event(Category::Authentication, "login", ip, user_agent);
         ev.user_typed = Some(p.typed.clone());
-        ev.user_resolved = Some(subject.clone());
-        ev.tenant = Some(p.user.tenant.clone());
-        ev.method = Some("totp".into());
         match self.mfa.verify(&subject, code).await {
             Ok(factor) => {
                 self.pending_map().remove(pending);
@@ -488,12 +494,7 @@ impl Login {
         &self,
         pending: &str,
     ) -> Result<Option<crate::mfa::Enrolment>, IdpError> {
-        let Some(p) = self
-            .pending_map()
-            .get(pending)
-            .cloned()
-            .filter(|p| !p.enrolled)
-        else {
+        let Some(p) = self.pending_at(pending, false) else {
             return Ok(None);
         };
         if let Some(e) = p.enrolment {
@@ -518,25 +519,11 @@ impl Login {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<Result<(Step, Vec<String>), Refused>, IdpError> {
-        let Some(p) = self
-            .pending_map()
-            .get(pending)
-            .cloned()
-            .filter(|p| !p.enrolled)
-        else {
+        let Some(p) = self.pending_at(pending, false) else {
             return Ok(Err(Refused::Expired));
         };
         let subject = subject_of(&p.user);
-        let mut ev = event(
-            Category::Iam,
-            "mfa-enrolled",
-            EventOutcome::Failure,
-            ip,
-            user_agent,
-        );
-        ev.user_resolved = Some(subject.clone());
-        ev.tenant = Some(p.user.tenant.clone());
-        ev.method = Some("totp".into());
+        let mut ev = p.event(Category::Iam, "mfa-enrolled", ip, user_agent);
         match self.mfa.confirm_enrolment(&subject, code).await {
             Ok(codes) => {
                 self.pending_map().remove(pending);
