@@ -68,15 +68,18 @@ async fn first_start_creates_secrets_once_and_a_restart_reuses_them() {
     assert!(!db.windows(password.len()).any(|w| w == password.as_bytes()));
     assert!(db.windows(10).any(|w| w == b"$argon2id$"));
 
-    let keys_before: Vec<_> = [
-        "oidc-es256.pem",
-        "oidc-rs256.pem",
-        "saml-signing.pem",
-        "saml-signing.crt",
-    ]
-    .iter()
-    .map(|f| std::fs::read(data.join("keys").join(f)).unwrap())
-    .collect();
+    let key_files = || -> Vec<Vec<u8>> {
+        [
+            "oidc-es256.pem",
+            "oidc-rs256.pem",
+            "saml-signing.pem",
+            "saml-signing.crt",
+        ]
+        .iter()
+        .map(|f| std::fs::read(data.join("keys").join(f)).unwrap())
+        .collect()
+    };
+    let keys_before = key_files();
 
     let mut again = KopaProcess::serve(&data, &[]);
     let addr = again.wait_listening();
@@ -90,15 +93,7 @@ async fn first_start_creates_secrets_once_and_a_restart_reuses_them() {
     assert!(out.contains(&fingerprint));
     again.signal("INT");
     assert!(again.wait_exit(Duration::from_secs(15)).success());
-    let keys_after: Vec<_> = [
-        "oidc-es256.pem",
-        "oidc-rs256.pem",
-        "saml-signing.pem",
-        "saml-signing.crt",
-    ]
-    .iter()
-    .map(|f| std::fs::read(data.join("keys").join(f)).unwrap())
-    .collect();
+    let keys_after = key_files();
     assert_eq!(keys_before, keys_after);
 
     // The printed password is the stored one.

@@ -354,6 +354,12 @@ async fn a_burst_of_wrong_passwords_gets_five_tries_then_the_account_locks() {
     kopa.shutdown().await;
 }
 
+/// The TOTP key the enrolment page shows as text.
+fn shown_secret(page: &str) -> String {
+    let start = page.find("id=\"secret\">").expect("secret on the page") + "id=\"secret\">".len();
+    page[start..].split('<').next().unwrap().to_owned()
+}
+
 /// A TOTP code from the independent `oathtool`, `offset` seconds from now.
 fn oathtool(secret: &str, offset: i64) -> String {
     let at = std::time::SystemTime::now()
@@ -390,14 +396,7 @@ async fn privileged_users_enrol_totp_then_need_it_and_admins_manage_sessions() {
     );
     let page = text(&admin.get("/login/mfa/enrol").await);
     assert!(page.contains("<svg"), "QR code");
-    let secret = page
-        .split("id=\"secret\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let secret = shown_secret(&page);
     let csrf = hidden(&page, "csrf").unwrap();
     let wrong = admin
         .post_form("/login/mfa/enrol", &[("csrf", &csrf), ("code", "000000")])
@@ -609,14 +608,7 @@ async fn sign_in_with_new_totp(kopa: &kopa::Handle, login: &str, password: &str)
         resp.headers
     );
     let page = text(&b.get("/login/mfa/enrol").await);
-    let secret = page
-        .split("id=\"secret\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let secret = shown_secret(&page);
     let csrf = hidden(&page, "csrf").unwrap();
     let done = b
         .post_form(
