@@ -6,8 +6,8 @@
 //! others down and each caller gets its own answer.
 
 use crate::{Store, StoreError, WriteTxn};
-use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use tokio::sync::oneshot;
 
 /// An operation that may run twice (once in a batch, once alone after a batch failure):
 /// it must only write, deterministically, from what it captured.
@@ -15,51 +15,59 @@ pub type GroupOp = Box<dyn Fn(&WriteTxn<'_>) -> Result<(), StoreError> + Send>;
 
 struct Queued {
     op: GroupOp,
-    done: mpsc::SyncSender<Result<(), StoreError>>,
+    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// The per-database queue and leader lock.
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Queued>,
+    /// A leader is running on the blocking pool and will take what is queued.
+    leading: bool,
+}
+
+/// The per-database queue. Waiting callers hold no thread: they await their answer, and
+/// only the leader occupies one blocking thread while it commits.
 #[derive(Default)]
 pub(crate) struct Group {
-    queue: Mutex<Vec<Queued>>,
-    leader: Mutex<()>,
+    queue: Mutex<Queue>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks leaves only a Vec or (): safe to keep using.
+fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    // A panic while holding the lock leaves only a Vec and a flag: safe to keep using.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Store {
-    /// Runs `op` in a group-committed write transaction; blocking. `Ok` means durable.
-    pub fn write_grouped_blocking(&self, op: GroupOp) -> Result<(), StoreError> {
-        let group = self.group();
-        let (done, result) = mpsc::sync_channel(1);
-        lock(&group.queue).push(Queued { op, done });
-        loop {
-            if let Ok(r) = result.try_recv() {
-                return r;
-            }
-            let _leader = lock(&group.leader);
-            // A leader answers everything it took before letting go of the lock, so if we
-            // are still unanswered, our operation is in the queue now.
-            if let Ok(r) = result.try_recv() {
-                return r;
-            }
-            let batch = std::mem::take(&mut *lock(&group.queue));
-            if batch.is_empty() {
-                continue;
-            }
-            self.run_batch(batch);
+    /// Runs `op` in a group-committed write transaction. `Ok` means durable.
+    pub async fn write_grouped(&self, op: GroupOp) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        let lead = {
+            let mut q = lock(&self.group().queue);
+            q.ops.push(Queued { op, done });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.lead());
         }
+        answer
+            .await
+            .map_err(|_| StoreError::corrupt("group commit ended without an answer"))?
     }
 
-    /// [`Self::write_grouped_blocking`] on the blocking pool.
-    pub async fn write_grouped(&self, op: GroupOp) -> Result<(), StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_grouped_blocking(op))
-            .await
-            .map_err(StoreError::Join)?
+    /// Commits batches until the queue is empty, then steps down.
+    fn lead(&self) {
+        loop {
+            let batch = {
+                let mut q = lock(&self.group().queue);
+                if q.ops.is_empty() {
+                    q.leading = false;
+                    return;
+                }
+                std::mem::take(&mut q.ops)
+            };
+            self.run_batch(batch);
+        }
     }
 
     fn run_batch(&self, batch: Vec<Queued>) {
@@ -103,29 +111,31 @@ mod tests {
         }],
     };
 
-    #[test]
-    fn concurrent_writes_share_commits_and_a_failure_stays_alone() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_writes_share_commits_and_a_failure_stays_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &SCHEMA).unwrap();
-        let threads: Vec<_> = (0..16u64)
+        let tasks: Vec<_> = (0..16u64)
             .map(|t| {
                 let store = store.clone();
-                std::thread::spawn(move || {
+                tokio::spawn(async move {
                     for i in 0..50u64 {
                         let k = t * 1000 + i;
-                        let r = store.write_grouped_blocking(Box::new(move |txn| {
-                            if k == 7 {
-                                return Err(crate::StoreError::corrupt("refused on purpose"));
-                            }
-                            txn.insert(&T, &k, &k).map(|_| ())
-                        }));
+                        let r = store
+                            .write_grouped(Box::new(move |txn| {
+                                if k == 7 {
+                                    return Err(crate::StoreError::corrupt("refused on purpose"));
+                                }
+                                txn.insert(&T, &k, &k).map(|_| ())
+                            }))
+                            .await;
                         assert_eq!(r.is_err(), k == 7, "{k}");
                     }
                 })
             })
             .collect();
-        for t in threads {
-            t.join().unwrap();
+        for t in tasks {
+            t.await.unwrap();
         }
         let n = store.read_blocking(|txn| txn.len(&T)).unwrap();
         assert_eq!(n, 16 * 50 - 1);
