@@ -136,7 +136,7 @@ def main():
     logins = sorted((run_json([args.kopa_bench, "login", "8", "32"]) for _ in range(3)),
                     key=lambda r: r["ratio"])
     login = logins[1]
-    runs = ", ".join("%.2f" % r["ratio"] for r in logins)
+    runs = ", ".join("%.3f" % r["ratio"] for r in logins)
     sessions = run_json([args.kopa_bench, "sessions", "100000"])
     audit_dir = tempfile.mkdtemp(prefix="kopa-bench-audit-")
     try:
@@ -149,7 +149,7 @@ def main():
          f"{login['login_per_s']:.0f}/s ({login['login_per_s'] / cores:.0f}/s per core)",
          "ratio ≥ 0.5; ≥ 300/s per core (Keycloak: 15/s per vCPU)",
          f"plain ldap3 search+bind, pool {login['pool']}, same slapd: {login['raw_search_bind_per_s']:.0f}/s",
-         f"{login['ratio']:.2f} (runs: {runs})"),
+         f"{login['ratio']:.3f} (runs: {runs})"),
         ("Durable audit appends, group commit, 64 appenders",
          f"{audit['group_commit_appends_per_s']:.0f}/s (p99 {audit['append_latency_p99_ms']} ms, {audit['avg_records_per_commit']:.0f} records/commit)",
          "≥ 20 000/s",

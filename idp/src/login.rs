@@ -334,12 +334,7 @@ impl Login {
                 Step::Enrol { pending }
             }));
         }
-        let (token, session) = self
-            .start_session(user, vec!["pwd".into()], &a.ip, &a.user_agent)
-            .await?;
-        ev.outcome = EventOutcome::Success;
-        ev.session_id = Some(session.id.clone());
-        self.record(ev).await?;
+        let (token, session) = self.sign_in(user, vec!["pwd".into()], ev).await?;
         Ok(Ok(Step::SignedIn {
             token,
             session: Box::new(session),
@@ -381,12 +376,15 @@ impl Login {
         map
     }
 
-    async fn start_session(
+    /// Starts the session and records the successful sign-in `ev` at the same time (both
+    /// durable before the caller answers). Should the session fail to store after the
+    /// success was recorded, a failure record follows, so the trail never ends on a
+    /// sign-in that did not happen.
+    async fn sign_in(
         &self,
         user: DirectoryUser,
         amr: Vec<String>,
-        ip: &IpAddr,
-        user_agent: &str,
+        mut ev: AuditEvent,
     ) -> Result<(String, Session), IdpError> {
         let data = SessionData {
             subject: subject_of(&user),
@@ -397,10 +395,28 @@ impl Login {
             roles: user.roles.clone(),
             groups: user.groups.clone(),
             amr,
-            ip: ip.to_string(),
-            user_agent: user_agent.chars().take(512).collect(),
+            ip: ev.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            user_agent: ev.user_agent.clone().unwrap_or_default(),
         };
-        Ok(self.sessions.create(data).await?)
+        let new = self.sessions.prepare(data);
+        ev.outcome = EventOutcome::Success;
+        ev.reason = None;
+        ev.session_id = Some(new.session.id.clone());
+        let failure = {
+            let mut f = ev.clone();
+            f.outcome = EventOutcome::Failure;
+            f.reason = Some("session_store_failed".into());
+            f
+        };
+        let (stored, recorded) = tokio::join!(self.sessions.persist(&new), self.record(ev));
+        match (stored, recorded) {
+            (Ok(()), Ok(())) => Ok((new.token, new.session)),
+            (Err(e), Ok(())) => {
+                self.record(failure).await?;
+                Err(e.into())
+            }
+            (_, Err(e)) => Err(e),
+        }
     }
 
     /// The live password step `pending`, if it is at the stage `enrolled` says (second
@@ -434,16 +450,6 @@ impl Login {
         match self.mfa.verify(&subject, code).await {
             Ok(factor) => {
                 self.pending_map().remove(pending);
-                let (token, session) = self
-                    .start_session(
-                        p.user,
-                        vec!["pwd".into(), "otp".into(), "mfa".into()],
-                        &ip,
-                        user_agent,
-                    )
-                    .await?;
-                ev.outcome = EventOutcome::Success;
-                ev.session_id = Some(session.id.clone());
                 let factor = match factor {
                     crate::mfa::Factor::Totp => "totp".to_owned(),
                     crate::mfa::Factor::RecoveryCode { remaining } => {
@@ -453,7 +459,9 @@ impl Login {
                     }
                 };
                 ev.details.insert("factor".into(), factor);
-                self.record(ev).await?;
+                let (token, session) = self
+                    .sign_in(p.user, vec!["pwd".into(), "otp".into(), "mfa".into()], ev)
+                    .await?;
                 Ok(Ok(Step::SignedIn {
                     token,
                     session: Box::new(session),
@@ -529,19 +537,16 @@ impl Login {
                 self.pending_map().remove(pending);
                 ev.outcome = EventOutcome::Success;
                 self.record(ev.clone()).await?;
-                let (token, session) = self
-                    .start_session(
-                        p.user,
-                        vec!["pwd".into(), "otp".into(), "mfa".into()],
-                        &ip,
-                        user_agent,
-                    )
-                    .await?;
                 let mut login = ev;
                 login.category = Category::Authentication;
                 login.action = "login".into();
-                login.session_id = Some(session.id.clone());
-                self.record(login).await?;
+                let (token, session) = self
+                    .sign_in(
+                        p.user,
+                        vec!["pwd".into(), "otp".into(), "mfa".into()],
+                        login,
+                    )
+                    .await?;
                 let codes = codes.codes.iter().map(|c| c.expose().to_owned()).collect();
                 Ok(Ok((
                     Step::SignedIn {

@@ -80,6 +80,16 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A session made by [`Sessions::prepare`], to be stored by [`Sessions::persist`].
+#[derive(Debug)]
+pub struct NewSession {
+    /// The cookie value; never stored.
+    pub token: String,
+    hash: String,
+    /// The session as it will be stored.
+    pub session: Session,
+}
+
 /// The session repository.
 #[derive(Debug, Clone)]
 pub struct Sessions {
@@ -98,9 +108,9 @@ impl Sessions {
         }
     }
 
-    /// Starts a session; returns the token for the cookie and the stored session. A new
-    /// token every time: sign-in never reuses an earlier id (session fixation).
-    pub async fn create(&self, data: SessionData) -> Result<(String, Session), StoreError> {
+    /// A new session, not yet stored: a fresh token every time, so sign-in never reuses
+    /// an earlier id (session fixation).
+    pub fn prepare(&self, data: SessionData) -> NewSession {
         let token = new_token();
         let hash = hash_token(&token);
         let now = self.clock.now_millis();
@@ -110,7 +120,18 @@ impl Sessions {
             created_ms: now,
             last_seen_ms: now,
         };
-        let stored = session.clone();
+        NewSession {
+            token,
+            hash,
+            session,
+        }
+    }
+
+    /// Stores a prepared session; `Ok` means durable.
+    pub async fn persist(&self, new: &NewSession) -> Result<(), StoreError> {
+        let stored = new.session.clone();
+        let hash = new.hash.clone();
+        let now = stored.created_ms;
         // Group-committed: concurrent sign-ins share one fsync, each still durable before
         // its cookie is set.
         self.store
@@ -123,8 +144,14 @@ impl Sessions {
                 txn.insert(&SESSIONS, &hash, &stored)?;
                 Ok(())
             }))
-            .await?;
-        Ok((token, session))
+            .await
+    }
+
+    /// Starts a session; returns the token for the cookie and the stored session.
+    pub async fn create(&self, data: SessionData) -> Result<(String, Session), StoreError> {
+        let new = self.prepare(data);
+        self.persist(&new).await?;
+        Ok((new.token, new.session))
     }
 
     fn expired(&self, s: &Session, now: u64) -> bool {
