@@ -45,7 +45,7 @@ impl Ctx {
 
 #[derive(Debug, Deserialize)]
 struct LangQuery {
-    lang: Option<String>,
+    // `lang` is read by `ctx()` for every page; only the return path is needed here.
     return_to: Option<String>,
 }
 
@@ -237,7 +237,6 @@ async fn get_login(login: Arc<Login>, ctx: Ctx, q: LangQuery) -> warp::reply::Re
     if current_session(&login, &ctx).await.is_some() {
         return redirect(&return_to, vec![]);
     }
-    let _ = q.lang;
     login_page(
         &login,
         &ctx,

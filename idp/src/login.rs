@@ -131,7 +131,7 @@ impl Pending {
     /// A failed second-factor event about this user (callers mark successes).
     fn event(&self, category: Category, action: &str, ip: IpAddr, user_agent: &str) -> AuditEvent {
         let mut e = event(category, action, EventOutcome::Failure, ip, user_agent);
-        e.user_resolved = Some(subject_of(&self.user));
+        e.user_resolved = Some(self.user.qualified_subject());
         e.tenant = Some(self.user.tenant.clone());
         e.method = Some("totp".into());
         e
@@ -148,11 +148,6 @@ pub struct Login {
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     pending: Arc<Mutex<HashMap<String, Pending>>>,
-}
-
-/// The stable subject of a directory user across Kopa: `<directory id>:<subject>`.
-pub fn subject_of(user: &DirectoryUser) -> String {
-    user.qualified_subject()
 }
 
 fn event(
@@ -310,7 +305,7 @@ impl Login {
             }
         };
 
-        let subject = subject_of(&user);
+        let subject = user.qualified_subject();
         ev.user_resolved = Some(subject.clone());
         let enrolled = self.mfa.is_enrolled(&subject).await?;
         if enrolled || self.mfa.required_for(&user.roles) {
@@ -387,7 +382,7 @@ impl Login {
         mut ev: AuditEvent,
     ) -> Result<(String, Session), IdpError> {
         let data = SessionData {
-            subject: subject_of(&user),
+            subject: user.qualified_subject(),
             login: user.login.clone(),
             display_name: user.display_name.clone(),
             tenant: Some(user.tenant.clone()),
@@ -444,7 +439,7 @@ impl Login {
         let Some(p) = self.pending_at(pending, true) else {
             return Ok(Err(Refused::Expired));
         };
-        let subject = subject_of(&p.user);
+        let subject = p.user.qualified_subject();
         let mut ev = p.event(Category::Authentication, "login", ip, user_agent);
         ev.user_typed = Some(p.typed.clone());
         match self.mfa.verify(&subject, code).await {
@@ -511,7 +506,7 @@ impl Login {
         let label = p.user.mail.clone().unwrap_or_else(|| p.user.login.clone());
         let enrolment = self
             .mfa
-            .begin_enrolment(&subject_of(&p.user), &label)
+            .begin_enrolment(&p.user.qualified_subject(), &label)
             .await?;
         if let Some(entry) = self.pending_map().get_mut(pending) {
             entry.enrolment = Some(enrolment.clone());
@@ -530,7 +525,7 @@ impl Login {
         let Some(p) = self.pending_at(pending, false) else {
             return Ok(Err(Refused::Expired));
         };
-        let subject = subject_of(&p.user);
+        let subject = p.user.qualified_subject();
         let mut ev = p.event(Category::Iam, "mfa-enrolled", ip, user_agent);
         match self.mfa.confirm_enrolment(&subject, code).await {
             Ok(codes) => {
