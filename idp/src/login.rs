@@ -307,7 +307,7 @@ impl Login {
 
         let subject = user.qualified_subject();
         ev.user_resolved = Some(subject.clone());
-        let enrolled = self.mfa.is_enrolled(&subject).await?;
+        let enrolled = self.mfa.is_enrolled(&subject);
         if enrolled || self.mfa.required_for(&user.roles) {
             // The password step succeeded; the sign-in does not until the second factor.
             ev.outcome = EventOutcome::Success;

@@ -23,11 +23,13 @@ struct Fixture {
     mfa: Mfa,
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &SCHEMA).unwrap();
     let clock = Arc::new(FixedClock::at(T0));
-    let mfa = Mfa::new(store, clock.clone(), MfaConfig::default());
+    let mfa = Mfa::load(store, clock.clone(), MfaConfig::default())
+        .await
+        .unwrap();
     Fixture {
         _dir: dir,
         clock,
@@ -63,8 +65,8 @@ fn is<T: std::fmt::Debug>(result: Result<T, MfaError>, expected: fn(&MfaError) -
 
 #[tokio::test]
 async fn enrol_confirm_and_sign_in_with_oathtool_codes() {
-    let f = fixture();
-    assert!(!f.mfa.is_enrolled(ALICE).await.unwrap());
+    let f = fixture().await;
+    assert!(!f.mfa.is_enrolled(ALICE));
     is(f.mfa.verify(ALICE, "123456").await, |e| {
         matches!(e, MfaError::NotEnrolled)
     });
@@ -90,7 +92,7 @@ async fn enrol_confirm_and_sign_in_with_oathtool_codes() {
     );
     assert!(enrolment.qr_svg.starts_with("<svg") && enrolment.qr_svg.ends_with("</svg>"));
     // Pending is not enrolled: sign-in still says so.
-    assert!(!f.mfa.is_enrolled(ALICE).await.unwrap());
+    assert!(!f.mfa.is_enrolled(ALICE));
     assert_eq!(
         f.mfa.status(ALICE).await.unwrap().pending_since_ms,
         Some(T0)
@@ -107,7 +109,7 @@ async fn enrol_confirm_and_sign_in_with_oathtool_codes() {
         .await
         .unwrap();
     assert_eq!(recovery.codes.len(), 10);
-    assert!(f.mfa.is_enrolled(ALICE).await.unwrap());
+    assert!(f.mfa.is_enrolled(ALICE));
     is(f.mfa.confirm_enrolment(ALICE, "123456").await, |e| {
         matches!(e, MfaError::NoPendingEnrolment)
     });
@@ -156,7 +158,7 @@ async fn enrol_confirm_and_sign_in_with_oathtool_codes() {
 
 #[tokio::test]
 async fn sha256_enrolment_uses_its_algorithm() {
-    let f = fixture();
+    let f = fixture().await;
     let e = f
         .mfa
         .begin_enrolment_with(ALICE, "anna@talsi.lv", Algorithm::Sha256)
@@ -179,7 +181,7 @@ async fn sha256_enrolment_uses_its_algorithm() {
 
 #[tokio::test]
 async fn re_enrolment_replaces_the_key_only_when_confirmed() {
-    let f = fixture();
+    let f = fixture().await;
     let old = f.mfa.begin_enrolment(ALICE, "anna").await.unwrap();
     let old_codes = f
         .mfa
@@ -246,7 +248,7 @@ async fn re_enrolment_replaces_the_key_only_when_confirmed() {
 
 #[tokio::test]
 async fn an_abandoned_enrolment_expires() {
-    let f = fixture();
+    let f = fixture().await;
     let e = f.mfa.begin_enrolment(ALICE, "anna").await.unwrap();
     f.clock.advance(2 * 3600 * 1000);
     let late = T0 + 2 * 3600 * 1000;
@@ -261,7 +263,7 @@ async fn an_abandoned_enrolment_expires() {
 
 #[tokio::test]
 async fn regenerating_recovery_codes_invalidates_the_old_set() {
-    let f = fixture();
+    let f = fixture().await;
     is(f.mfa.regenerate_recovery_codes(ALICE).await, |e| {
         matches!(e, MfaError::NotEnrolled)
     });
@@ -290,7 +292,7 @@ async fn regenerating_recovery_codes_invalidates_the_old_set() {
 
 #[tokio::test]
 async fn reset_removes_everything() {
-    let f = fixture();
+    let f = fixture().await;
     assert!(!f.mfa.reset(ALICE).await.unwrap());
     let e = f.mfa.begin_enrolment(ALICE, "anna").await.unwrap();
     f.mfa
@@ -298,7 +300,7 @@ async fn reset_removes_everything() {
         .await
         .unwrap();
     assert!(f.mfa.reset(ALICE).await.unwrap());
-    assert!(!f.mfa.is_enrolled(ALICE).await.unwrap());
+    assert!(!f.mfa.is_enrolled(ALICE));
     is(f.mfa.verify(ALICE, "123456").await, |e| {
         matches!(e, MfaError::NotEnrolled)
     });
@@ -310,7 +312,7 @@ async fn reset_removes_everything() {
 
 #[tokio::test]
 async fn concurrent_uses_of_one_code_succeed_once() {
-    let f = fixture();
+    let f = fixture().await;
     let e = f.mfa.begin_enrolment(ALICE, "anna").await.unwrap();
     let recovery = f
         .mfa
@@ -350,7 +352,9 @@ async fn state_survives_a_restart_and_holds_no_recovery_code_in_clear() {
     let clock = Arc::new(FixedClock::at(T0));
     let (enrolment, codes) = {
         let store = Store::open(dir.path(), &SCHEMA).unwrap();
-        let mfa = Mfa::new(store, clock.clone(), MfaConfig::default());
+        let mfa = Mfa::load(store, clock.clone(), MfaConfig::default())
+            .await
+            .unwrap();
         let e = mfa.begin_enrolment(ALICE, "anna").await.unwrap();
         let codes = mfa
             .confirm_enrolment(ALICE, &our_code(&e, Algorithm::Sha1, T0))
@@ -365,8 +369,10 @@ async fn state_survives_a_restart_and_holds_no_recovery_code_in_clear() {
         assert!(!file.contains(plain) && !file.contains(&plain.replace('-', "")));
     }
     let store = Store::open(dir.path(), &SCHEMA).unwrap();
-    let mfa = Mfa::new(store, clock.clone(), MfaConfig::default());
-    assert!(mfa.is_enrolled(ALICE).await.unwrap());
+    let mfa = Mfa::load(store, clock.clone(), MfaConfig::default())
+        .await
+        .unwrap();
+    assert!(mfa.is_enrolled(ALICE));
     // The last used step survived too: the confirming code is still spent.
     is(
         mfa.verify(ALICE, &our_code(&enrolment, Algorithm::Sha1, T0))
@@ -381,7 +387,7 @@ async fn state_survives_a_restart_and_holds_no_recovery_code_in_clear() {
 
 #[tokio::test]
 async fn nothing_secret_is_printed() {
-    let f = fixture();
+    let f = fixture().await;
     let e = f.mfa.begin_enrolment(ALICE, "anna").await.unwrap();
     let codes = f
         .mfa
@@ -404,7 +410,7 @@ async fn nothing_secret_is_printed() {
 
 #[tokio::test]
 async fn bad_subjects_and_labels_are_refused() {
-    let f = fixture();
+    let f = fixture().await;
     for (subject, label) in [
         ("", "anna"),
         ("a\nb", "anna"),
@@ -418,12 +424,14 @@ async fn bad_subjects_and_labels_are_refused() {
     }
 }
 
-#[test]
-fn required_for_follows_the_configuration() {
+#[tokio::test]
+async fn required_for_follows_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &SCHEMA).unwrap();
     let clock = Arc::new(FixedClock::at(T0));
-    let mfa = Mfa::new(store.clone(), clock.clone(), MfaConfig::default());
+    let mfa = Mfa::load(store.clone(), clock.clone(), MfaConfig::default())
+        .await
+        .unwrap();
     for role in [
         Role::PlatformAdmin,
         Role::SecurityOfficer,
@@ -437,7 +445,7 @@ fn required_for_follows_the_configuration() {
         required_roles: vec!["auditor".into()],
         ..MfaConfig::default()
     };
-    let mfa = Mfa::new(store, clock, config);
+    let mfa = Mfa::load(store, clock, config).await.unwrap();
     assert!(mfa.required_for(&[Role::Auditor]));
     assert!(!mfa.required_for(&[Role::PlatformAdmin]));
 }
@@ -452,7 +460,7 @@ async fn issuer_and_skew_come_from_the_configuration() {
         skew_steps: 0,
         ..MfaConfig::default()
     };
-    let mfa = Mfa::new(store, clock.clone(), config);
+    let mfa = Mfa::load(store, clock.clone(), config).await.unwrap();
     let e = mfa.begin_enrolment(ALICE, "ņina").await.unwrap();
     assert!(
         e.otpauth_uri

@@ -294,7 +294,9 @@ async fn build_login(
     let throttle =
         kopa_idp::throttle::Throttle::load(idp.clone(), clock.clone(), config.login.clone())
             .await?;
-    let mfa = kopa_idp::mfa::Mfa::new(idp, clock.clone(), config.mfa.clone());
+    let mfa = kopa_idp::mfa::Mfa::load(idp, clock.clone(), config.mfa.clone())
+        .await
+        .map_err(kopa_idp::IdpError::from)?;
     Ok(kopa_idp::login::Login::new(
         Arc::new(directories),
         sessions,

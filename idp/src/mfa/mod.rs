@@ -28,8 +28,9 @@ use kopa_config::{MfaConfig, Secret};
 use kopa_core::{Clock, Role};
 use kopa_store::{Store, StoreError, Table};
 use record::{Credential, MfaRecord};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 pub use totp::Algorithm;
 
 /// Subject id → its second factor.
@@ -136,6 +137,10 @@ pub struct MfaStatus {
 #[derive(Debug, Clone)]
 pub struct Mfa {
     store: Store,
+    /// Subjects with a confirmed key: every password sign-in asks, so it is answered from
+    /// memory. Changed only under `writer`, after the change is durable.
+    enrolled: Arc<RwLock<HashSet<String>>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
     clock: Arc<dyn Clock>,
     issuer: String,
     skew: u64,
@@ -144,19 +149,32 @@ pub struct Mfa {
 
 impl Mfa {
     /// Second factors kept in `store` (the IdP database), with the `[mfa]` settings.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, config: MfaConfig) -> Self {
+    pub async fn load(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: MfaConfig,
+    ) -> Result<Self, MfaError> {
+        let enrolled: HashSet<String> = store
+            .read(|txn| txn.iter(&RECORDS))
+            .await?
+            .into_iter()
+            .filter(|(_, record)| record.is_confirmed())
+            .map(|(subject, _)| subject)
+            .collect();
         let required = config
             .required_roles
             .iter()
             .filter_map(|name| Role::parse(name))
             .collect();
-        Self {
+        Ok(Self {
             store,
+            enrolled: Arc::new(RwLock::new(enrolled)),
+            writer: Arc::default(),
             clock,
             issuer: config.issuer,
             skew: u64::from(config.skew_steps).min(MAX_SKEW_STEPS),
             required,
-        }
+        })
     }
 
     /// Whether someone holding `roles` must sign in with a second factor.
@@ -227,8 +245,23 @@ impl Mfa {
     }
 
     /// Whether `subject` has a confirmed second factor.
-    pub async fn is_enrolled(&self, subject: &str) -> Result<bool, MfaError> {
-        Ok(self.status(subject).await?.confirmed_at_ms.is_some())
+    pub fn is_enrolled(&self, subject: &str) -> bool {
+        self.enrolled_set().contains(subject)
+    }
+
+    fn enrolled_set(&self) -> std::sync::RwLockReadGuard<'_, HashSet<String>> {
+        // A panic elsewhere cannot leave the set half-changed: each change is one call.
+        self.enrolled.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records in memory what is now durable about `subject`. Called under `writer`.
+    fn note_enrolled(&self, subject: &str, enrolled: bool) {
+        let mut set = self.enrolled.write().unwrap_or_else(|e| e.into_inner());
+        if enrolled {
+            set.insert(subject.to_owned());
+        } else {
+            set.remove(subject);
+        }
     }
 
     /// The state of `subject`'s second factor.
@@ -277,10 +310,12 @@ impl Mfa {
     /// a lost phone). Returns whether there was anything to remove.
     pub async fn reset(&self, subject: &str) -> Result<bool, MfaError> {
         let key = subject.to_owned();
+        let _writer = self.writer.lock().await;
         let removed = self
             .store
             .write(move |txn| Ok(txn.remove(&RECORDS, &key)?.is_some()))
             .await?;
+        self.note_enrolled(subject, false);
         if removed {
             tracing::info!(subject, "second factor removed");
         }
@@ -304,9 +339,11 @@ impl Mfa {
             })
             .await??;
         let key = subject.to_owned();
+        let _writer = self.writer.lock().await;
         // Decided again inside the write, where writers are serialised: of two racing uses
         // of one code, only the first commits and the second is refused as a replay.
-        self.store
+        let (outcome, confirmed) = self
+            .store
             .write(move |txn| {
                 let mut record = txn.get(&RECORDS, &key)?.unwrap_or_default();
                 let outcome = change(&mut record);
@@ -317,9 +354,13 @@ impl Mfa {
                         txn.insert(&RECORDS, &key, &record)?;
                     }
                 }
-                Ok(outcome)
+                Ok((outcome, record.is_confirmed()))
             })
-            .await?
+            .await?;
+        if outcome.is_ok() {
+            self.note_enrolled(subject, confirmed);
+        }
+        outcome
     }
 }
 

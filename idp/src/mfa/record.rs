@@ -63,6 +63,13 @@ impl Credential {
 
 impl MfaRecord {
     /// Whether nothing is left worth storing.
+    /// Whether a confirmed key is in force.
+    pub(crate) fn is_confirmed(&self) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|a| a.confirmed_at_ms.is_some())
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.active.is_none() && self.pending.is_none()
     }
