@@ -12,6 +12,7 @@ mod directory;
 mod layer;
 mod load;
 mod mfa;
+mod oidc;
 mod problems;
 mod reference;
 mod schema;
@@ -26,6 +27,10 @@ pub use directory::{
 };
 pub use load::{Origins, Overrides, Source, load, load_str, load_with_origins};
 pub use mfa::MfaConfig;
+pub use oidc::{
+    ClientAuthMethod, GRANT_TYPES, OidcClientConfig, OidcConfig, SCOPES, SigningAlg,
+    check_client_id, check_client_uri,
+};
 pub use problems::{Origin, Problem, Problems};
 pub use reference::reference_markdown;
 pub use schema::{BootstrapConfig, Config, LogConfig, LogFormat, ServerConfig};

@@ -51,6 +51,12 @@ pub struct Config {
     pub mfa: crate::MfaConfig,
     /// The tamper-evident audit log.
     pub audit: crate::AuditConfig,
+    /// The OpenID Connect provider.
+    pub oidc: crate::OidcConfig,
+    /// Relying parties of the OpenID Connect provider, besides Kopa's own apps (which
+    /// are registered automatically). More can be added through the admin API.
+    #[serde(rename = "oidc_client")]
+    pub oidc_clients: Vec<crate::OidcClientConfig>,
 }
 
 /// The HTTPS listener and where the appliance keeps its state.
@@ -165,6 +171,8 @@ impl Default for Config {
             login: crate::LoginConfig::default(),
             mfa: crate::MfaConfig::default(),
             audit: crate::AuditConfig::default(),
+            oidc: crate::OidcConfig::default(),
+            oidc_clients: Vec::new(),
         }
     }
 }

@@ -45,6 +45,16 @@ impl Config {
         self.login.validate(&mut out);
         self.mfa.validate(&mut out);
         self.audit.validate(&mut out);
+        self.oidc.validate(&mut out);
+        for (index, client) in self.oidc_clients.iter().enumerate() {
+            client.validate(index, &mut out);
+            if self.oidc_clients[..index].iter().any(|c| c.id == client.id) {
+                out.push(Problem::default_origin(
+                    format!("oidc_client[{index}].id"),
+                    format!("Client id {:?} is used twice", client.id),
+                ));
+            }
+        }
         out
     }
 
@@ -133,8 +143,16 @@ impl Config {
                 &self.bootstrap.admin_password_file,
             ),
         ];
+        let secrets: Vec<(String, &Option<std::path::PathBuf>)> = self
+            .oidc_clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("oidc_client[{i}].secret_file"), &c.secret_file))
+            .collect();
         files
             .into_iter()
+            .map(|(key, path)| (key.to_owned(), path))
+            .chain(secrets)
             .filter_map(|(key, path)| {
                 let path = path.as_deref()?;
                 let message = check_readable_file(path).err()?;
