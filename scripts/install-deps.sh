@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Kopa needs for a purpose, only those missing.
 #   scripts/install-deps.sh run    build and run the appliance
-#   scripts/install-deps.sh test   also the real peers the tests talk to
+#   scripts/install-deps.sh test   also the real peers the tests talk to, and a Python
+#                                  venv with the OpenID Connect relying party (Authlib)
+#                                  at ${KOPA_PYENV:-/opt/kopa-pyenv}
 set -euo pipefail
 
 purpose=${1:-run}
@@ -9,8 +11,12 @@ purpose=${1:-run}
 # Building: a C toolchain for aws-lc-sys; pkg-config for -sys crates.
 run_pkgs=(gcc g++ make pkg-config ca-certificates)
 # Tests: real peers (openssl s_client, curl, OpenLDAP slapd and its tools, oathtool for
-# TOTP) and python3 for the benchmark driver.
-test_pkgs=(openssl curl python3 procps slapd ldap-utils oathtool)
+# TOTP), python3 for the benchmark driver and python3-venv for the test peers' venv.
+test_pkgs=(openssl curl python3 python3-venv procps slapd ldap-utils oathtool)
+# Python test peers (tests/peers/): Authlib as an OpenID Connect relying party, with
+# joserfc (its JOSE library, imported directly). Pinned; the venv is rebuilt when this
+# list changes.
+py_reqs=(authlib==1.9.10 joserfc==1.8.0 requests==2.34.2)
 
 case "$purpose" in
   run) wanted=("${run_pkgs[@]}") ;;
@@ -32,6 +38,25 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The test peers' venv: skipped when its stamp lists exactly these requirements and its
+# interpreter still runs; otherwise made anew (only ever removing a venv).
+if [ "$purpose" != run ]; then
+  pyenv_dir=${KOPA_PYENV:-/opt/kopa-pyenv}
+  stamp="$pyenv_dir/.kopa-requirements"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "${py_reqs[*]}" ] \
+    || ! "$pyenv_dir/bin/python3" -c 'import authlib, joserfc, requests' 2>/dev/null; then
+    if [ -e "$pyenv_dir" ] && [ ! -f "$pyenv_dir/pyvenv.cfg" ]; then
+      echo "$pyenv_dir exists and is not a Python venv; set KOPA_PYENV to another path" >&2
+      exit 1
+    fi
+    echo "Setting up the test peers' Python venv in $pyenv_dir: ${py_reqs[*]}"
+    rm -rf "$pyenv_dir"
+    python3 -m venv "$pyenv_dir"
+    "$pyenv_dir/bin/python3" -m pip install -q --disable-pip-version-check "${py_reqs[@]}"
+    echo "${py_reqs[*]}" >"$stamp"
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

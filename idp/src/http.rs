@@ -28,17 +28,17 @@ const FORM_LIMIT: u64 = 16 * 1024;
 
 /// What every page handler needs from the request.
 #[derive(Debug, Clone)]
-struct Ctx {
-    ip: IpAddr,
-    user_agent: String,
+pub(crate) struct Ctx {
+    pub(crate) ip: IpAddr,
+    pub(crate) user_agent: String,
     cookies: Option<String>,
-    lang: Lang,
+    pub(crate) lang: Lang,
     /// `Origin` matched the request's own authority (or was absent).
     same_origin: bool,
 }
 
 impl Ctx {
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         cookie::get(self.cookies.as_deref(), name)
     }
 }
@@ -47,9 +47,13 @@ impl Ctx {
 struct LangQuery {
     // `lang` is read by `ctx()` for every page; only the return path is needed here.
     return_to: Option<String>,
+    /// `1`: show the form even to a signed-in user (OIDC `prompt=login`, `max_age`).
+    reauth: Option<String>,
+    /// Pre-fills the username (OIDC `login_hint`).
+    login_hint: Option<String>,
 }
 
-fn ctx() -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+pub(crate) fn ctx() -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
     warp::ext::optional::<PeerAddr>()
         .and(warp::header::optional::<String>("user-agent"))
         .and(warp::header::optional::<String>("cookie"))
@@ -91,7 +95,7 @@ fn ctx() -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
         )
 }
 
-fn html(status: u16, body: String, cookies: Vec<HeaderValue>) -> warp::reply::Response {
+pub(crate) fn html(status: u16, body: String, cookies: Vec<HeaderValue>) -> warp::reply::Response {
     let mut resp = Response::new(body.into());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     resp.headers_mut().insert(
@@ -104,7 +108,7 @@ fn html(status: u16, body: String, cookies: Vec<HeaderValue>) -> warp::reply::Re
     resp
 }
 
-fn redirect(to: &str, cookies: Vec<HeaderValue>) -> warp::reply::Response {
+pub(crate) fn redirect(to: &str, cookies: Vec<HeaderValue>) -> warp::reply::Response {
     let mut resp = html(303, String::new(), cookies);
     if let Ok(v) = HeaderValue::from_str(to) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -130,7 +134,7 @@ pub fn safe_return_to(raw: Option<&str>) -> String {
 }
 
 /// The anti-forgery token of this browser, and the cookie to set when it is new.
-fn csrf_token(ctx: &Ctx) -> (String, Option<HeaderValue>) {
+pub(crate) fn csrf_token(ctx: &Ctx) -> (String, Option<HeaderValue>) {
     match ctx.cookie(CSRF_COOKIE) {
         Some(t) => (t.to_owned(), None),
         None => {
@@ -141,14 +145,14 @@ fn csrf_token(ctx: &Ctx) -> (String, Option<HeaderValue>) {
     }
 }
 
-fn csrf_ok(ctx: &Ctx, form_token: &str) -> bool {
+pub(crate) fn csrf_ok(ctx: &Ctx, form_token: &str) -> bool {
     ctx.same_origin
         && ctx
             .cookie(CSRF_COOKIE)
             .is_some_and(|c| cookie::secrets_match(c, form_token))
 }
 
-fn internal(e: &IdpError) -> warp::reply::Response {
+pub(crate) fn internal(e: &IdpError) -> warp::reply::Response {
     tracing::error!(error = %e, "sign-in failed internally");
     kopa_web::error_response(
         ErrorCode::Unavailable,
@@ -227,22 +231,23 @@ fn login_page(
     html(status, page, set.into_iter().collect())
 }
 
-async fn current_session(login: &Login, ctx: &Ctx) -> Option<Session> {
+pub(crate) async fn current_session(login: &Login, ctx: &Ctx) -> Option<Session> {
     let token = ctx.cookie(SESSION_COOKIE)?;
     login.sessions().get(token).await.ok().flatten()
 }
 
 async fn get_login(login: Arc<Login>, ctx: Ctx, q: LangQuery) -> warp::reply::Response {
     let return_to = safe_return_to(q.return_to.as_deref());
-    if current_session(&login, &ctx).await.is_some() {
+    if q.reauth.as_deref() != Some("1") && current_session(&login, &ctx).await.is_some() {
         return redirect(&return_to, vec![]);
     }
+    let hint: String = q.login_hint.unwrap_or_default().chars().take(256).collect();
     login_page(
         &login,
         &ctx,
         200,
         &FormState {
-            username: "",
+            username: &hint,
             institution: None,
             error: None,
             return_to: &return_to,
@@ -250,7 +255,7 @@ async fn get_login(login: Arc<Login>, ctx: Ctx, q: LangQuery) -> warp::reply::Re
     )
 }
 
-fn signed_in(token: &str, return_to: &str) -> warp::reply::Response {
+pub(crate) fn signed_in(token: &str, return_to: &str) -> warp::reply::Response {
     let cookies = [
         cookie::set(SESSION_COOKIE, token, None),
         Some(cookie::clear(PENDING_COOKIE)),
@@ -299,7 +304,7 @@ async fn post_login(login: Arc<Login>, ctx: Ctx, form: LoginPost) -> warp::reply
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
@@ -481,7 +486,7 @@ async fn post_logout(login: Arc<Login>, ctx: Ctx, form: CsrfPost) -> warp::reply
 // ---- admin API ----
 
 /// The signed-in caller of an admin API call, with a role check.
-async fn admin(
+pub(crate) async fn admin(
     login: &Login,
     ctx: &Ctx,
     csrf_header: Option<&str>,
@@ -547,7 +552,7 @@ struct UnlockBody {
     account: String,
 }
 
-fn json(value: &serde_json::Value) -> warp::reply::Response {
+pub(crate) fn json(value: &serde_json::Value) -> warp::reply::Response {
     warp::reply::json(value).into_response()
 }
 
@@ -601,7 +606,7 @@ async fn revoke_sessions(
             tracing::error!(error = %e, "revoking sessions failed");
             ApiError::new(ErrorCode::Unavailable, "Sessions are unavailable")
         })?;
-    Ok(json(&serde_json::json!({"revoked": n})))
+    Ok(json(&serde_json::json!({"revoked": n.len()})))
 }
 
 async fn list_lockouts(login: Arc<Login>, ctx: Ctx) -> Result<warp::reply::Response, Rejection> {
@@ -739,10 +744,9 @@ async fn audit_events(
 
 /// Every IdP route.
 pub fn routes(
-    login: Login,
+    login: Arc<Login>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     // One shared Login: every route attempt clones only an Arc.
-    let login = Arc::new(login);
     let with = move || {
         let login = login.clone();
         warp::any().map(move || login.clone())

@@ -72,6 +72,24 @@ const SAML: Spec = Spec {
     alg: &rcgen::PKCS_RSA_SHA256,
 };
 const SAML_CERT_FILE: &str = "saml-signing.crt";
+/// Where rotated-out keys wait until their tokens have expired.
+const RETIRED_DIR: &str = "retired";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `oidc-es256-1767225600.pem` → (its spec, the retirement time).
+fn parse_retired(name: &str) -> Option<(&'static Spec, u64)> {
+    let stem = name.strip_suffix(".pem")?;
+    let (base, at) = stem.rsplit_once('-')?;
+    let spec = [&OIDC_ES256, &OIDC_RS256]
+        .into_iter()
+        .find(|s| s.file.trim_end_matches(".pem") == base)?;
+    Some((spec, at.parse().ok()?))
+}
 /// SAML signing certificates are pinned in SP metadata, so they live long; rollover is an
 /// explicit operator action, not an expiry surprise.
 const SAML_CERT_DAYS: i64 = 5 * 365;
@@ -164,6 +182,71 @@ impl SigningKeys {
         })
     }
 
+    /// Public keys of OIDC signing keys retired less than `overlap_secs` ago (by
+    /// `kopa keys rotate`), which stay published so that their tokens still verify.
+    pub fn retired_oidc_public(
+        &self,
+        overlap_secs: u64,
+    ) -> Result<Vec<crate::oidc::jose::PublicKey>, String> {
+        let dir = match self.oidc_es256.info.path.parent() {
+            Some(d) => d.join(RETIRED_DIR),
+            None => return Ok(Vec::new()),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let now = unix_now();
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((spec, retired_at)) = parse_retired(&name) else {
+                continue;
+            };
+            if now.saturating_sub(retired_at) > overlap_secs {
+                continue;
+            }
+            let pem = std::fs::read_to_string(entry.path())
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            let key = KeyPair::from_pem_and_sign_algo(&pem, spec.alg)
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            let alg = if spec.algorithm == "ES256" {
+                kopa_config::SigningAlg::ES256
+            } else {
+                kopa_config::SigningAlg::RS256
+            };
+            let signing = crate::oidc::jose::SigningKey::from_pem(alg, &kid_of(&key), &pem)
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            out.push(signing.public().clone());
+        }
+        Ok(out)
+    }
+
+    /// Replaces both OIDC signing keys in `dir` with new ones; the old ones move to
+    /// `retired/`, stamped with the time, and stay published for the overlap.
+    pub fn rotate_oidc(dir: &Path) -> Result<Vec<KeyInfo>, IdpError> {
+        let retired = dir.join(RETIRED_DIR);
+        fsutil::ensure_private_dir(&retired).map_err(|source| IdpError::Io {
+            path: retired.clone(),
+            source,
+        })?;
+        let now = unix_now();
+        let mut out = Vec::new();
+        for spec in [&OIDC_ES256, &OIDC_RS256] {
+            let current = dir.join(spec.file);
+            if current.exists() {
+                let target =
+                    retired.join(format!("{}-{now}.pem", spec.file.trim_end_matches(".pem")));
+                std::fs::rename(&current, &target).map_err(|source| IdpError::Io {
+                    path: current.clone(),
+                    source,
+                })?;
+            }
+            let (loaded, _) = load_or_generate(dir, spec)?;
+            out.push(loaded.info);
+        }
+        Ok(out)
+    }
+
     /// Public facts of every key.
     pub fn infos(&self) -> [&KeyInfo; 3] {
         [
@@ -200,6 +283,30 @@ mod tests {
         assert_eq!(first.saml_certificate_pem, second.saml_certificate_pem);
         let kids: std::collections::BTreeSet<_> = first.infos().iter().map(|i| &i.kid).collect();
         assert_eq!(kids.len(), 3);
+    }
+
+    #[test]
+    fn rotation_retires_old_keys_but_keeps_them_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = SigningKeys::load_or_generate(dir.path()).unwrap();
+        let rotated = SigningKeys::rotate_oidc(dir.path()).unwrap();
+        assert_eq!(rotated.len(), 2);
+        assert!(rotated.iter().all(|k| k.generated));
+        let after = SigningKeys::load_or_generate(dir.path()).unwrap();
+        assert_ne!(after.oidc_es256.info.kid, before.oidc_es256.info.kid);
+        assert_ne!(after.oidc_rs256.info.kid, before.oidc_rs256.info.kid);
+        assert_eq!(after.saml.info.kid, before.saml.info.kid);
+        let published: Vec<String> = after
+            .retired_oidc_public(3600)
+            .unwrap()
+            .iter()
+            .map(|k| k.kid().to_owned())
+            .collect();
+        assert_eq!(published.len(), 2);
+        assert!(published.contains(&before.oidc_es256.info.kid));
+        assert!(published.contains(&before.oidc_rs256.info.kid));
+        assert!(parse_retired("oidc-rs256-12.pem").is_some());
+        assert!(parse_retired("saml-signing-12.pem").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod local;
 pub mod login;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 mod schema;
 pub mod session;

@@ -148,6 +148,18 @@ pub struct Login {
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     pending: Arc<Mutex<HashMap<String, Pending>>>,
+    /// Told of every session that logout or an administrator ended (the OIDC provider
+    /// listens, for back-channel logout and token revocation).
+    ended: Option<tokio::sync::mpsc::UnboundedSender<EndedSession>>,
+}
+
+/// A single sign-on session that was ended on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The session id (`sid`).
+    pub id: String,
+    /// Whose it was.
+    pub subject: String,
 }
 
 fn event(
@@ -181,6 +193,22 @@ impl Login {
             audit,
             clock,
             pending: Arc::default(),
+            ended: None,
+        }
+    }
+
+    /// Sends every session that logout or an administrator ends to `listener`.
+    pub fn notify_ended(&mut self, listener: tokio::sync::mpsc::UnboundedSender<EndedSession>) {
+        self.ended = Some(listener);
+    }
+
+    fn tell_ended(&self, id: &str, subject: &str) {
+        if let Some(tx) = &self.ended {
+            // The listener lives as long as the appliance; a send fails only at shutdown.
+            let _ = tx.send(EndedSession {
+                id: id.to_owned(),
+                subject: subject.to_owned(),
+            });
         }
     }
 
@@ -390,6 +418,9 @@ impl Login {
             roles: user.roles.clone(),
             groups: user.groups.clone(),
             amr,
+            email: user.mail.clone(),
+            given_name: user.given_name.clone(),
+            family_name: user.surname.clone(),
             ip: ev.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent: ev.user_agent.clone().unwrap_or_default(),
         };
@@ -567,9 +598,9 @@ impl Login {
         token: &str,
         ip: IpAddr,
         user_agent: &str,
-    ) -> Result<bool, IdpError> {
+    ) -> Result<Option<Session>, IdpError> {
         let Some(session) = self.sessions.end(token).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut ev = event(
             Category::Session,
@@ -580,9 +611,10 @@ impl Login {
         );
         ev.user_resolved = Some(session.data.subject.clone());
         ev.tenant = session.data.tenant.clone();
-        ev.session_id = Some(session.id);
+        ev.session_id = Some(session.id.clone());
         self.record(ev).await?;
-        Ok(true)
+        self.tell_ended(&session.id, &session.data.subject);
+        Ok(Some(session))
     }
 
     /// An administrator's revocation of one session (`id`) or all (`None`) of `subject`.
@@ -592,11 +624,18 @@ impl Login {
         subject: &str,
         id: Option<&str>,
         ip: IpAddr,
-    ) -> Result<usize, IdpError> {
-        let count = match id {
-            Some(id) => usize::from(self.sessions.revoke(subject, id).await?.is_some()),
+    ) -> Result<Vec<String>, IdpError> {
+        let ended = match id {
+            Some(id) => self
+                .sessions
+                .revoke(subject, id)
+                .await?
+                .map(|s| s.id)
+                .into_iter()
+                .collect(),
             None => self.sessions.revoke_all(subject).await?,
         };
+        let count = ended.len();
         let mut ev = event(
             Category::Session,
             "session-revoked",
@@ -611,7 +650,10 @@ impl Login {
             ev.session_id = Some(id.to_owned());
         }
         self.record(ev).await?;
-        Ok(count)
+        for id in &ended {
+            self.tell_ended(id, subject);
+        }
+        Ok(ended)
     }
 
     /// An administrator's unlock of `account` (`<directory>:<login>`).

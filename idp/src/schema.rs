@@ -27,5 +27,10 @@ pub static SCHEMA: Schema = Schema {
             description: "login failure counters and lockouts",
             apply: crate::throttle::create_tables,
         },
+        Migration {
+            version: 5,
+            description: "OpenID Connect codes, refresh tokens, revocations, consents and clients",
+            apply: crate::oidc::grants::create_tables,
+        },
     ],
 };

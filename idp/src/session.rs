@@ -31,6 +31,15 @@ pub struct SessionData {
     pub groups: Vec<String>,
     /// Authentication methods used (RFC 8176 values: `pwd`, `otp`).
     pub amr: Vec<String>,
+    /// E-mail address from the directory.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Given name from the directory.
+    #[serde(default)]
+    pub given_name: Option<String>,
+    /// Surname from the directory.
+    #[serde(default)]
+    pub family_name: Option<String>,
     /// Source address at sign-in.
     pub ip: String,
     /// User agent at sign-in.
@@ -247,16 +256,19 @@ impl Sessions {
     }
 
     /// Ends every session of `subject`; returns how many.
-    pub async fn revoke_all(&self, subject: &str) -> Result<usize, StoreError> {
+    pub async fn revoke_all(&self, subject: &str) -> Result<Vec<String>, StoreError> {
         let subject = subject.to_owned();
         self.store
             .write(move |txn| {
                 let keys = txn.scan_prefix(&BY_SUBJECT, &subject)?;
+                let mut ids = Vec::with_capacity(keys.len());
                 for ((s, hash), _) in &keys {
                     txn.remove(&BY_SUBJECT, &(s.clone(), hash.clone()))?;
-                    txn.remove(&SESSIONS, hash)?;
+                    if let Some(session) = txn.remove(&SESSIONS, hash)? {
+                        ids.push(session.id);
+                    }
                 }
-                Ok(keys.len())
+                Ok(ids)
             })
             .await
     }
@@ -277,6 +289,9 @@ mod tests {
             roles: vec![Role::Specialist],
             groups: vec![],
             amr: vec!["pwd".into()],
+            email: None,
+            given_name: None,
+            family_name: None,
             ip: "127.0.0.1".into(),
             user_agent: "test".into(),
         }

@@ -57,6 +57,9 @@ pub enum StartError {
         /// The OS's reason.
         reason: String,
     },
+    /// The OpenID Connect provider could not be set up (a client's secret, a key).
+    #[error("OpenID Connect: {0}")]
+    Oidc(String),
     /// The control socket could not be created.
     #[error("Cannot create control socket {path}: {reason}")]
     Control {
@@ -217,19 +220,33 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         }
     };
 
-    let login = match build_login(&config, &services, clock).await {
-        Ok(login) => login,
+    let built = match build_login(&config, &services, clock.clone()).await {
+        Ok(mut login) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            login.notify_ended(tx);
+            build_oidc(&config, &services, &keys, addr, clock)
+                .await
+                .map(|oidc| (login, oidc, rx))
+        }
+        Err(e) => Err(e),
+    };
+    let (login, oidc, ended) = match built {
+        Ok(parts) => parts,
         Err(e) => {
             control.stop().await;
             return Err(e);
         }
     };
+    oidc.spawn_listener(ended);
+    let login = Arc::new(login);
     let handle_services = services.clone();
     let mut probes = services.probes();
     probes.extend(directory_probes(login.directories()));
     let readiness = Readiness::new(probes);
     let routes = kopa_web::health_routes(readiness.clone())
-        .or(kopa_idp::http::routes(login))
+        .or(kopa_idp::http::routes(login.clone()))
+        .unify()
+        .or(kopa_idp::oidc::http::routes(oidc, login))
         .unify()
         .recover(kopa_web::recover);
     let settings = EdgeSettings::from_config(&config.server);
@@ -278,6 +295,60 @@ fn directory_configs(config: &Config) -> Vec<kopa_config::DirectoryConfig> {
         list.push(local);
     }
     list
+}
+
+/// The OpenID Connect provider: configured clients (secrets read now, kept as hashes),
+/// the current signing keys and those retired within the overlap.
+async fn build_oidc(
+    config: &Config,
+    services: &Services,
+    keys: &SigningKeys,
+    addr: std::net::SocketAddr,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<kopa_idp::oidc::Provider>, StartError> {
+    use kopa_idp::oidc::{Client, Clients, Keyring, Provider, jose::SigningKey};
+    let issuer = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{addr}"));
+    let mut configured = Vec::new();
+    for c in &config.oidc_clients {
+        let secret = match &c.secret_file {
+            Some(path) => {
+                Some(
+                    kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
+                        path: path.clone(),
+                        reason: e.kind().to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let client = Client::from_config(c, secret.as_ref().map(|s| s.expose()), &config.oidc)
+            .map_err(StartError::Oidc)?;
+        configured.push(client);
+    }
+    let clients = Clients::load(services.idp_store(), configured).await?;
+    let load = |alg, key: &kopa_idp::keys::LoadedKey| {
+        SigningKey::from_pem(alg, &key.info.kid, key.pem.expose())
+            .map_err(|e| StartError::Oidc(format!("{}: {e}", key.info.path.display())))
+    };
+    let keyring = Keyring::new(
+        load(kopa_config::SigningAlg::ES256, &keys.oidc_es256)?,
+        load(kopa_config::SigningAlg::RS256, &keys.oidc_rs256)?,
+        keys.retired_oidc_public(config.oidc.key_overlap_secs)
+            .map_err(StartError::Oidc)?,
+    );
+    Ok(Arc::new(Provider::new(
+        issuer,
+        config.oidc.clone(),
+        clients,
+        keyring,
+        services.idp_store(),
+        services.audit.clone(),
+        clock,
+    )))
 }
 
 async fn build_login(

@@ -9,3 +9,4 @@ mod directory;
 mod edge;
 mod lifecycle;
 mod login;
+mod oidc;

@@ -25,6 +25,23 @@ pub async fn start_in(dir: &Path) -> kopa::Handle {
     kopa::start(config_in(dir)).await.expect("appliance starts")
 }
 
+/// Every audit record of the appliance with data in `data_dir`, through
+/// `kopa audit export --format jsonl` (a running appliance answers over its control socket).
+pub fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
+    let out = kopa_ok(&[
+        "audit",
+        "export",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// SHA-256 fingerprint of the first certificate in a PEM file, as Kopa prints it.
 pub fn pem_fingerprint(path: &Path) -> String {
     use rustls::pki_types::CertificateDer;

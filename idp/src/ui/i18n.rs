@@ -99,6 +99,11 @@ pub enum Text {
     LanguageSwitch,
     SkipToContent,
     Footer,
+    ConsentTitle,
+    ConsentAsk,
+    Allow,
+    Deny,
+    RequestErrorTitle,
 }
 
 impl Text {
@@ -170,6 +175,14 @@ impl Text {
             SignInAgain => ("Pieteikties vēlreiz", "Sign in again"),
             LanguageSwitch => ("English", "Latviski"),
             SkipToContent => ("Pāriet uz saturu", "Skip to content"),
+            ConsentTitle => ("Piekļuves atļauja", "Allow access"),
+            ConsentAsk => (
+                "Lietotne lūdz piekļuvi šiem datiem par jums:",
+                "The application asks for access to this information about you:",
+            ),
+            Allow => ("Atļaut", "Allow"),
+            Deny => ("Neatļaut", "Deny"),
+            RequestErrorTitle => ("Pieprasījums nav derīgs", "The request is not valid"),
             Footer => (
                 "Kopa — pašvaldību koplietošanas platforma",
                 "Kopa — shared platform of Latvian municipalities",

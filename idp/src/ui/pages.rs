@@ -247,6 +247,40 @@ pub fn signed_out(lang: Lang) -> String {
     layout(lang, Text::SignOut, "/login", &body)
 }
 
+/// Asks the user to let a third-party application have `scopes`.
+pub fn consent(lang: Lang, csrf: &str, request: &str, client: &str, scopes: &[String]) -> String {
+    let items: String = scopes
+        .iter()
+        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .collect();
+    let body = format!(
+        "<p><strong>{client}</strong></p>\n<p>{ask}</p>\n<ul>{items}</ul>\n\
+<form method=\"post\" action=\"/oidc/authorize/consent\">\n\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+<input type=\"hidden\" name=\"request\" value=\"{request}\">\n\
+<input type=\"hidden\" name=\"lang\" value=\"{tag}\">\n\
+<button type=\"submit\" name=\"decision\" value=\"allow\">{allow}</button>\n\
+<button type=\"submit\" name=\"decision\" value=\"deny\">{deny}</button>\n</form>\n",
+        client = escape(client),
+        ask = Text::ConsentAsk.get(lang),
+        csrf = escape(csrf),
+        request = escape(request),
+        tag = lang.tag(),
+        allow = Text::Allow.get(lang),
+        deny = Text::Deny.get(lang),
+    );
+    layout(lang, Text::ConsentTitle, "/oidc/authorize/consent", &body)
+}
+
+/// A request that cannot be answered to its application (e.g. an unknown client).
+pub fn request_error(lang: Lang, message: &str) -> String {
+    let body = format!(
+        "<p class=\"error\" role=\"alert\">{}</p>\n",
+        escape(message)
+    );
+    layout(lang, Text::RequestErrorTitle, "/login", &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

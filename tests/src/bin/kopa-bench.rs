@@ -143,6 +143,9 @@ async fn sessions_bench(count: usize) -> serde_json::Value {
                     roles: vec![kopa_core::Role::Specialist],
                     groups: vec!["Speciālisti".into()],
                     amr: vec!["pwd".into()],
+                    email: None,
+                    given_name: None,
+                    family_name: None,
                     ip: "192.0.2.10".into(),
                     user_agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156".into(),
                 };
