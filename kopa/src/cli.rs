@@ -80,6 +80,20 @@ enum Command {
     /// The tamper-evident audit log (online or offline).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The IdP's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Replaces the OIDC signing keys (ES256 and RS256) with new ones. The old keys stay
+    /// in the published key set for `oidc.key_overlap_secs`, so tokens they signed keep
+    /// verifying. Kopa signs with the new keys from its next start.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +252,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Admin { config, command } => match load_config(&config, None) {
             Ok((config, _)) => admin(&config, command).await,
+            Err(p) => config_problems(&p),
+        },
+        Command::Keys(KeysCommand::Rotate { config }) => match load_config(&config, None) {
+            Ok((config, _)) => keys_rotate(&config),
             Err(p) => config_problems(&p),
         },
         Command::Audit(AuditCommand::Verify { config }) => match load_config(&config, None) {
@@ -593,5 +611,22 @@ async fn admin(config: &Config, command: AdminCommand) -> ExitCode {
     match dispatch(config, req).await {
         Ok(reply) => print_reply(reply),
         Err(e) => fail(e),
+    }
+}
+
+fn keys_rotate(config: &Config) -> ExitCode {
+    let dir = config.server.data_dir.join("keys");
+    match kopa_idp::SigningKeys::rotate_oidc(&dir) {
+        Ok(infos) => {
+            for info in infos {
+                println!("New {} key: kid {}", info.algorithm, info.kid);
+            }
+            println!(
+                "The old keys stay published for {} s. Restart Kopa to sign with the new keys.",
+                config.oidc.key_overlap_secs
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
     }
 }
