@@ -627,6 +627,6 @@ fn keys_rotate(config: &Config) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(e),
     }
 }

@@ -6,6 +6,10 @@ use std::collections::HashMap;
 /// Most parameters read from one request.
 const MAX_PARAMS: usize = 64;
 
+/// A parameter that must appear once appeared more often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
 /// Parsed `application/x-www-form-urlencoded` parameters.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -40,9 +44,9 @@ impl Params {
     }
 
     /// Like [`Params::get`], but a repeated name is an error.
-    pub fn single(&self, name: &str) -> Result<Option<&str>, ()> {
+    pub fn single(&self, name: &str) -> Result<Option<&str>, Repeated> {
         match self.values.get(name).map(Vec::as_slice) {
-            Some([_, _, ..]) => Err(()),
+            Some([_, _, ..]) => Err(Repeated),
             _ => Ok(self.get(name)),
         }
     }
@@ -67,7 +71,7 @@ mod tests {
     fn repeats_and_empties_are_visible() {
         let p = Params::parse(b"a=1&b=&c=x%20y&a=2");
         assert_eq!(p.get("a"), None);
-        assert_eq!(p.single("a"), Err(()));
+        assert_eq!(p.single("a"), Err(Repeated));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some("x y"));
         assert_eq!(p.duplicated(), Some("a"));
