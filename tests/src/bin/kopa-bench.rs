@@ -5,6 +5,10 @@
 //! (keep-alive HTTP/2), next to a plain ldap3 search+bind client with the same pool size
 //! against the same slapd, in the same run.
 //! `kopa-bench sessions [COUNT]`: resident memory added by COUNT stored SSO sessions.
+//! `kopa-bench token [SECONDS] [CLIENTS]`: `client_credentials` grants per second at the
+//! token endpoint, ES256 and RS256, over keep-alive HTTP/1.1 and over a new TLS connection
+//! per request, next to the raw signature rate of the same algorithms (aws-lc-rs, every
+//! core) and to `/healthz` over a new TLS connection per request, all in the same run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
@@ -171,6 +175,178 @@ async fn sessions_bench(count: usize) -> serde_json::Value {
     })
 }
 
+/// Signatures per second with `threads` threads signing as fast as they can.
+fn raw_signature_rate(alg: kopa_config::SigningAlg, seconds: f64, threads: usize) -> f64 {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RsaKeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let message = [7u8; 300];
+    let counts: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+                    let mut n = 0u64;
+                    match alg {
+                        kopa_config::SigningAlg::ES256 => {
+                            let doc = EcdsaKeyPair::generate_pkcs8(
+                                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                                &rng,
+                            )
+                            .unwrap();
+                            let key = EcdsaKeyPair::from_pkcs8(
+                                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                                doc.as_ref(),
+                            )
+                            .unwrap();
+                            while Instant::now() < deadline {
+                                key.sign(&rng, &message).unwrap();
+                                n += 1;
+                            }
+                        }
+                        kopa_config::SigningAlg::RS256 => {
+                            let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+                                .unwrap()
+                                .serialize_der();
+                            let key = RsaKeyPair::from_pkcs8(&pem).unwrap();
+                            let mut out = vec![0; key.public_modulus_len()];
+                            while Instant::now() < deadline {
+                                key.sign(
+                                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                                    &rng,
+                                    &message,
+                                    &mut out,
+                                )
+                                .unwrap();
+                                n += 1;
+                            }
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    counts.iter().sum::<u64>() as f64 / seconds
+}
+
+/// Requests per second of `make` against `kopa` by `clients` tasks, each on one keep-alive
+/// HTTP/1.1 connection, or on a new TLS connection per request.
+async fn request_rate(
+    kopa: &kopa::Handle,
+    client: &Client,
+    seconds: u64,
+    clients: usize,
+    fresh_connections: bool,
+    make: impl Fn() -> http::Request<Full<Bytes>> + Send + Sync + Clone + 'static,
+) -> (f64, u64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, done, failed, make) =
+            (client.clone(), done.clone(), failed.clone(), make.clone());
+        let addr = kopa.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut conn = None;
+            while Instant::now() < deadline {
+                if conn.is_none() || fresh_connections {
+                    conn = Some(client.connect(addr, Proto::H1).await.0);
+                }
+                let resp = conn.as_mut().unwrap().send(make()).await;
+                if resp.status == 200 {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rate, failed.load(Ordering::Relaxed))
+}
+
+async fn token_bench(seconds: u64, clients: usize) -> serde_json::Value {
+    use kopa_config::{ClientAuthMethod, OidcClientConfig, SigningAlg};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = kopa_tests::config_in(dir.path());
+    config.server.max_connections = 4096;
+    let secret = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let secret_file = dir.path().join("client-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    for (id, alg) in [("bench-es256", SigningAlg::ES256), ("bench-rs256", SigningAlg::RS256)] {
+        config.oidc_clients.push(OidcClientConfig {
+            id: id.into(),
+            name: id.into(),
+            auth_method: ClientAuthMethod::ClientSecretBasic,
+            secret_file: Some(secret_file.clone()),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["api".into()],
+            first_party: true,
+            signing_alg: alg,
+            tenant: None,
+            access_token_lifetime_secs: None,
+            id_token_lifetime_secs: None,
+            refresh_token_lifetime_secs: None,
+        });
+    }
+    let kopa = kopa::start(config).await.unwrap();
+    let client = Client::trusting(&kopa.data_dir.join("tls/cert.pem"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let addr = kopa.addr;
+    let mut out = serde_json::Map::new();
+    for (id, alg) in [("bench-es256", SigningAlg::ES256), ("bench-rs256", SigningAlg::RS256)] {
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{id}:{secret}"),
+        );
+        let make = move || {
+            http::Request::post(format!("https://{addr}/oidc/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", format!("Basic {basic}"))
+                .body(Full::new(Bytes::from_static(
+                    b"grant_type=client_credentials&scope=api",
+                )))
+                .unwrap()
+        };
+        let raw = raw_signature_rate(alg, seconds as f64 / 2.0, cores);
+        let (keep, keep_failed) =
+            request_rate(&kopa, &client, seconds, clients, false, make.clone()).await;
+        let (fresh, fresh_failed) =
+            request_rate(&kopa, &client, seconds, clients, true, make).await;
+        out.insert(
+            alg.as_str().to_lowercase(),
+            serde_json::json!({
+                "raw_signatures_per_s": raw,
+                "keepalive_per_s": keep,
+                "keepalive_failed": keep_failed,
+                "new_connection_per_s": fresh,
+                "new_connection_failed": fresh_failed,
+            }),
+        );
+    }
+    let healthz = move || {
+        http::Request::get(format!("https://{addr}/healthz"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (health_fresh, _) = request_rate(&kopa, &client, seconds, clients, true, healthz).await;
+    kopa.shutdown().await;
+    out.insert("healthz_new_connection_per_s".into(), health_fresh.into());
+    out.insert("clients".into(), clients.into());
+    out.insert("seconds".into(), seconds.into());
+    out.insert("cores".into(), cores.into());
+    serde_json::Value::Object(out)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -181,8 +357,11 @@ fn main() {
     let out = match args.first().map(String::as_str) {
         Some("login") => rt.block_on(login_bench(num(1, 5), num(2, 16) as usize)),
         Some("sessions") => rt.block_on(sessions_bench(num(1, 100_000) as usize)),
+        Some("token") => rt.block_on(token_bench(num(1, 5), num(2, 16) as usize)),
         _ => {
-            eprintln!("usage: kopa-bench login [SECONDS] [CLIENTS] | sessions [COUNT]");
+            eprintln!(
+                "usage: kopa-bench login [SECONDS] [CLIENTS] | sessions [COUNT] | token [SECONDS] [CLIENTS]"
+            );
             std::process::exit(2);
         }
     };
