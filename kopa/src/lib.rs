@@ -2,6 +2,7 @@
 //! administrator, and serves them all behind one HTTPS listener. [`start`] is what
 //! `kopa serve` runs and what the integration tests start, one appliance per test.
 
+pub mod apps;
 pub mod control;
 pub mod services;
 mod tls_files;
@@ -239,6 +240,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     };
     oidc.spawn_listener(ended);
     let login = Arc::new(login);
+    let sso = kopa_web::sso::Sso::new(
+        Arc::new(apps::InProcess(oidc.clone())),
+        config.session.idle_timeout_secs,
+    );
     let handle_services = services.clone();
     let mut probes = services.probes();
     probes.extend(directory_probes(login.directories()));
@@ -247,6 +252,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         .or(kopa_idp::http::routes(login.clone()))
         .unify()
         .or(kopa_idp::oidc::http::routes(oidc, login))
+        .unify()
+        .or(apps::routes(&sso))
         .unify()
         .recover(kopa_web::recover);
     let settings = EdgeSettings::from_config(&config.server);
@@ -328,6 +335,35 @@ async fn build_oidc(
         let client = Client::from_config(c, secret.as_ref().map(|s| s.expose()), &config.oidc)
             .map_err(StartError::Oidc)?;
         configured.push(client);
+    }
+    // Kopa's own apps: public clients with PKCE, first-party (no consent page).
+    for app in apps::APPS {
+        let entry = kopa_config::OidcClientConfig {
+            id: app.client_id.into(),
+            name: format!("Kopa {}", app.name),
+            auth_method: kopa_config::ClientAuthMethod::None,
+            secret_file: None,
+            redirect_uris: vec![format!("{issuer}{}", app.callback_path())],
+            post_logout_redirect_uris: vec![format!("{issuer}/")],
+            backchannel_logout_uri: None,
+            grant_types: vec!["authorization_code".into()],
+            scopes: ["openid", "profile", "email", "roles"]
+                .map(String::from)
+                .to_vec(),
+            first_party: true,
+            signing_alg: kopa_config::SigningAlg::ES256,
+            tenant: None,
+            access_token_lifetime_secs: None,
+            id_token_lifetime_secs: None,
+            refresh_token_lifetime_secs: None,
+        };
+        if configured.iter().any(|c| c.id == entry.id) {
+            return Err(StartError::Oidc(format!(
+                "Client id {:?} is reserved for Kopa's own {} app",
+                entry.id, app.name
+            )));
+        }
+        configured.push(Client::from_config(&entry, None, &config.oidc).map_err(StartError::Oidc)?);
     }
     let clients = Clients::load(services.idp_store(), configured).await?;
     let load = |alg, key: &kopa_idp::keys::LoadedKey| {

@@ -2,6 +2,7 @@
 //! real `kopa` process) on an ephemeral port with a fresh data directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod apps;
 mod audit;
 mod backup;
 mod config;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod middleware;
 pub mod server;
+pub mod sso;
 pub mod tls;
 
 pub use error::{ApiError, error_response, recover};

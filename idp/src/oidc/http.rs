@@ -319,6 +319,7 @@ async fn end_session(
     {
         return crate::http::internal(&e);
     }
+    oidc.mark_ended(&session.id).await;
     let mut e = kopa_store::audit::AuditEvent::new(
         kopa_store::audit::Category::Session,
         "oidc-logout",

@@ -828,6 +828,29 @@ impl Provider {
         })
     }
 
+    /// Whether the single sign-on session `sid` has not been ended.
+    pub async fn session_alive(&self, sid: &str) -> bool {
+        !self.sid_ended(sid).await
+    }
+
+    /// Records at once that `sid` ended (the listener does the rest later), so that the
+    /// very next request of any app already sees it.
+    pub async fn mark_ended(&self, sid: &str) {
+        let (key, now) = (sid.to_owned(), self.clock.now_millis());
+        if let Err(e) = self
+            .store
+            .write(move |txn| txn.insert(&ENDED, &key, &now).map(|_| ()))
+            .await
+        {
+            tracing::error!(error = %e, "recording an ended session failed");
+        }
+    }
+
+    /// Verifies a JWS signed by one of the published keys; returns its claims.
+    pub fn verify_jws(&self, token: &str) -> Result<serde_json::Value, jose::JoseError> {
+        jose::verify(self.keyring().published.iter(), token, None)
+    }
+
     async fn sid_ended(&self, sid: &str) -> bool {
         let key = sid.to_owned();
         self.store

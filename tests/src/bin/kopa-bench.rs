@@ -279,7 +279,10 @@ async fn token_bench(seconds: u64, clients: usize) -> serde_json::Value {
     let secret = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
     let secret_file = dir.path().join("client-secret");
     std::fs::write(&secret_file, secret).unwrap();
-    for (id, alg) in [("bench-es256", SigningAlg::ES256), ("bench-rs256", SigningAlg::RS256)] {
+    for (id, alg) in [
+        ("bench-es256", SigningAlg::ES256),
+        ("bench-rs256", SigningAlg::RS256),
+    ] {
         config.oidc_clients.push(OidcClientConfig {
             id: id.into(),
             name: id.into(),
@@ -303,7 +306,10 @@ async fn token_bench(seconds: u64, clients: usize) -> serde_json::Value {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let addr = kopa.addr;
     let mut out = serde_json::Map::new();
-    for (id, alg) in [("bench-es256", SigningAlg::ES256), ("bench-rs256", SigningAlg::RS256)] {
+    for (id, alg) in [
+        ("bench-es256", SigningAlg::ES256),
+        ("bench-rs256", SigningAlg::RS256),
+    ] {
         let basic = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             format!("{id}:{secret}"),

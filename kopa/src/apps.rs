@@ -1,0 +1,156 @@
+//! Kopa's own apps (portal, monitor, VM pages) as relying parties of the appliance's OpenID
+//! Connect provider, through `kopa_web::sso`. Until each app's own issue lands, its page is
+//! a shell that shows who is signed in and links to the others.
+
+use kopa_idp::oidc::{ClientCredentials, Origin, Params, Provider};
+use kopa_web::sso::{App, AppUser, BoxFuture, Sso};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use warp::http::{HeaderValue, Response, header};
+use warp::{Filter, Rejection};
+
+/// The apps and their client ids.
+pub const APPS: [App; 3] = [
+    App {
+        name: "portal",
+        client_id: "kopa-portal",
+    },
+    App {
+        name: "monitor",
+        client_id: "kopa-monitor",
+    },
+    App {
+        name: "vms",
+        client_id: "kopa-vms",
+    },
+];
+
+/// The in-process link from the SSO filter to the provider: the same calls a remote
+/// relying party makes, without the network hop.
+#[derive(Debug)]
+pub struct InProcess(pub Arc<Provider>);
+
+impl kopa_web::sso::Provider for InProcess {
+    fn issuer(&self) -> String {
+        self.0.issuer().to_owned()
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        client_id: &'a str,
+        code: &'a str,
+        verifier: &'a str,
+        redirect_uri: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("code_verifier", verifier)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("client_id", client_id)
+                .finish();
+            let creds = ClientCredentials {
+                form_id: Some(client_id.to_owned()),
+                ..ClientCredentials::default()
+            };
+            let origin = Origin {
+                ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                user_agent: format!("kopa-{client_id}"),
+            };
+            self.0
+                .token(&Params::parse(body.as_bytes()), &creds, &origin)
+                .await
+                .map_err(|e| format!("{}: {}", e.error, e.description))
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<serde_json::Value, String> {
+        self.0.verify_jws(token).map_err(|e| e.to_string())
+    }
+
+    fn session_alive<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(self.0.session_alive(sid))
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&#39;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn shell(app: &App, user: &AppUser) -> warp::reply::Response {
+    let title = match app.name {
+        "portal" => "Portāls",
+        "monitor" => "Drošības uzraudzība",
+        _ => "Virtuālie serveri",
+    };
+    let roles = user.roles.join(", ");
+    let body = format!(
+        "<!DOCTYPE html>\n<html lang=\"lv\">\n<head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title} · Kopa</title><link rel=\"stylesheet\" href=\"/static/kopa.css\"></head>\n\
+<body><header><a class=\"brand\" href=\"/\">Kopa</a></header>\n<nav aria-label=\"Lietotnes\">\
+<a href=\"/\">Portāls</a> · <a href=\"/monitor/\">Uzraudzība</a> · <a href=\"/vms/\">Virtuālie serveri</a></nav>\n\
+<main id=\"content\"><h1>{title}</h1>\n<p data-app=\"{app}\">Pieteicies: <strong id=\"user\">{name}</strong> \
+(<span id=\"tenant\">{tenant}</span>; <span id=\"roles\">{roles}</span>)</p>\n\
+<p><a href=\"/auth/{app}/logout\">Iziet</a></p></main>\n</body>\n</html>\n",
+        app = app.name,
+        name = escape(&user.name),
+        tenant = escape(user.tenant.as_deref().unwrap_or("")),
+        roles = escape(&roles),
+    );
+    let mut resp = Response::new(body.into());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The apps' pages and their sign-in callbacks.
+pub fn routes(
+    sso: &Arc<Sso>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone + use<> {
+    let page = |app: App, path: warp::filters::BoxedFilter<()>| {
+        let a = app.clone();
+        path.and(warp::get()).and(sso.require(app)).map(
+            move |user: Result<AppUser, warp::reply::Response>| match user {
+                Ok(user) => shell(&a, &user),
+                Err(challenge) => challenge,
+            },
+        )
+    };
+    let [portal, monitor, vms] = APPS;
+    let portal_page = page(portal.clone(), warp::path::end().boxed());
+    let monitor_page = page(
+        monitor.clone(),
+        warp::path("monitor").and(warp::path::end()).boxed(),
+    );
+    let vms_page = page(
+        vms.clone(),
+        warp::path("vms").and(warp::path::end()).boxed(),
+    );
+    portal_page
+        .or(monitor_page)
+        .unify()
+        .or(vms_page)
+        .unify()
+        .or(sso.routes(portal))
+        .unify()
+        .or(sso.routes(monitor))
+        .unify()
+        .or(sso.routes(vms))
+        .unify()
+        .boxed()
+}
