@@ -2,7 +2,7 @@
 //! sessions, refusals, forged forms, lockout, MFA with an independent TOTP generator
 //! (oathtool), logout, the admin API, and the audit trail of all of it.
 
-use kopa_tests::browser::{Browser, hidden};
+use kopa_tests::browser::{Browser, hidden, oathtool, shown_secret, sign_in_with_new_totp};
 use kopa_tests::slapd::{Municipality, Slapd, user};
 use kopa_tests::{Client, KopaProcess, kopa_ok};
 use std::path::Path;
@@ -354,31 +354,6 @@ async fn a_burst_of_wrong_passwords_gets_five_tries_then_the_account_locks() {
     kopa.shutdown().await;
 }
 
-/// The TOTP key the enrolment page shows as text.
-fn shown_secret(page: &str) -> String {
-    let start = page.find("id=\"secret\">").expect("secret on the page") + "id=\"secret\">".len();
-    page[start..].split('<').next().unwrap().to_owned()
-}
-
-/// A TOTP code from the independent `oathtool`, `offset` seconds from now.
-fn oathtool(secret: &str, offset: i64) -> String {
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + offset;
-    let out = std::process::Command::new("oathtool")
-        .args(["--totp", "-b", secret, "-N", &format!("@{at}")])
-        .output()
-        .expect("oathtool is installed (make test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn privileged_users_enrol_totp_then_need_it_and_admins_manage_sessions() {
     let slapd = Slapd::start();
@@ -596,28 +571,6 @@ fn sessions_and_locks_survive_a_restart() {
                 && r["kopa.details"]["target_user"] == "admin")
     );
     kopa_ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
-}
-
-/// Signs in a user whose role requires MFA, enrolling with oathtool; returns the browser.
-async fn sign_in_with_new_totp(kopa: &kopa::Handle, login: &str, password: &str) -> Browser {
-    let mut b = browser(kopa);
-    let resp = b.login(login, password, "").await;
-    assert!(
-        resp.header("location").starts_with("/login/mfa/enrol"),
-        "{:?}",
-        resp.headers
-    );
-    let page = text(&b.get("/login/mfa/enrol").await);
-    let secret = shown_secret(&page);
-    let csrf = hidden(&page, "csrf").unwrap();
-    let done = b
-        .post_form(
-            "/login/mfa/enrol",
-            &[("csrf", &csrf), ("code", &oathtool(&secret, 0))],
-        )
-        .await;
-    assert_eq!(done.status, 200, "{}", text(&done));
-    b
 }
 
 #[tokio::test(flavor = "multi_thread")]

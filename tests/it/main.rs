@@ -11,3 +11,4 @@ mod edge;
 mod lifecycle;
 mod login;
 mod oidc;
+mod oidc_rules;

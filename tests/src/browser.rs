@@ -161,3 +161,53 @@ impl Browser {
         .await
     }
 }
+
+/// The TOTP key the enrolment page shows as text.
+pub fn shown_secret(page: &str) -> String {
+    let start = page.find("id=\"secret\">").expect("secret on the page") + "id=\"secret\">".len();
+    page[start..].split('<').next().unwrap().to_owned()
+}
+
+/// A TOTP code from the independent `oathtool`, `offset` seconds from now.
+pub fn oathtool(secret: &str, offset: i64) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + offset;
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", secret, "-N", &format!("@{at}")])
+        .output()
+        .expect("oathtool is installed (make test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Signs in a user whose role requires MFA, enrolling with oathtool; returns the browser.
+pub async fn sign_in_with_new_totp(kopa: &kopa::Handle, login: &str, password: &str) -> Browser {
+    let mut b = Browser::new(
+        Client::trusting(&kopa.data_dir.join("tls/cert.pem")),
+        kopa.addr,
+    );
+    let resp = b.login(login, password, "").await;
+    assert!(
+        resp.header("location").starts_with("/login/mfa/enrol"),
+        "{:?}",
+        resp.headers
+    );
+    let page = String::from_utf8_lossy(&b.get("/login/mfa/enrol").await.body).into_owned();
+    let secret = shown_secret(&page);
+    let csrf = hidden(&page, "csrf").unwrap();
+    let done = b
+        .post_form(
+            "/login/mfa/enrol",
+            &[("csrf", &csrf), ("code", &oathtool(&secret, 0))],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    b
+}
