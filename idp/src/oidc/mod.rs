@@ -815,6 +815,94 @@ impl Provider {
         }
     }
 
+    /// Deletes what can no longer matter: expired codes, refresh tokens and their
+    /// families, revocations of expired access tokens, and ended-session marks older
+    /// than any token that could carry them. Returns how many entries went.
+    pub async fn sweep(&self) -> Result<usize, kopa_store::StoreError> {
+        let now = self.clock.now_millis();
+        // An ended-session mark must outlive every token of that session.
+        let keep_ended_ms = 1000
+            * self
+                .config
+                .refresh_token_lifetime_secs
+                .max(self.config.access_token_lifetime_secs)
+                .max(
+                    self.clients
+                        .list()
+                        .iter()
+                        .map(|c| c.refresh_token_secs.max(c.access_token_secs))
+                        .max()
+                        .unwrap_or(0),
+                );
+        self.store
+            .write(move |txn| {
+                let mut gone = 0;
+                for (k, c) in txn.iter(&CODES)? {
+                    // Spent codes stay while their tokens may live, to catch a replay.
+                    let until = c
+                        .used
+                        .as_ref()
+                        .map_or(c.expires_ms, |u| u.access_expires_ms.max(c.expires_ms));
+                    if until < now {
+                        txn.remove(&CODES, &k)?;
+                        gone += 1;
+                    }
+                }
+                for (k, r) in txn.iter(&grants::REFRESH)? {
+                    if r.expires_ms < now {
+                        txn.remove(&grants::REFRESH, &k)?;
+                        gone += 1;
+                    }
+                }
+                for (k, f) in txn.iter(&FAMILIES)? {
+                    if f.expires_ms < now {
+                        txn.remove(&FAMILIES, &k)?;
+                        txn.remove(&SID_FAMILIES, &(f.sid.clone(), k.clone()))?;
+                        gone += 1;
+                    }
+                }
+                for (k, exp) in txn.iter(&REVOKED)? {
+                    if exp < now {
+                        txn.remove(&REVOKED, &k)?;
+                        gone += 1;
+                    }
+                }
+                for (sid, at) in txn.iter(&ENDED)? {
+                    if at + keep_ended_ms < now {
+                        txn.remove(&ENDED, &sid)?;
+                        for (key, _) in txn.scan_prefix(&SID_CLIENTS, &sid)? {
+                            txn.remove(&SID_CLIENTS, &key)?;
+                        }
+                        gone += 1;
+                    }
+                }
+                Ok(gone)
+            })
+            .await
+    }
+
+    /// Sweeps every `every` until the appliance stops.
+    pub fn spawn_sweeper(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        // Weak: the sweeper must not keep the databases open after the appliance stops.
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { return };
+                match me.sweep().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "expired OIDC grants removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweeping OIDC grants failed"),
+                }
+            }
+        })
+    }
+
     /// Listens for ended sessions until the sender side closes.
     pub fn spawn_listener(
         self: &Arc<Self>,
