@@ -176,6 +176,30 @@ pub struct OidcClientConfig {
     pub refresh_token_lifetime_secs: Option<u64>,
 }
 
+impl OidcClientConfig {
+    /// A confidential client (`client_secret_basic`) with the default grants and scopes
+    /// and nothing else set; callers fill in the rest.
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: String::new(),
+            auth_method: ClientAuthMethod::ClientSecretBasic,
+            secret_file: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            grant_types: default_grant_types(),
+            scopes: default_scopes(),
+            first_party: false,
+            signing_alg: SigningAlg::ES256,
+            tenant: None,
+            access_token_lifetime_secs: None,
+            id_token_lifetime_secs: None,
+            refresh_token_lifetime_secs: None,
+        }
+    }
+}
+
 fn default_grant_types() -> Vec<String> {
     vec!["authorization_code".into(), "refresh_token".into()]
 }
@@ -408,21 +432,9 @@ mod tests {
 
     fn client() -> OidcClientConfig {
         OidcClientConfig {
-            id: "rp".into(),
-            name: String::new(),
-            auth_method: ClientAuthMethod::ClientSecretBasic,
             secret_file: Some("/run/secret".into()),
             redirect_uris: vec!["https://rp.example.lv/cb".into()],
-            post_logout_redirect_uris: vec![],
-            backchannel_logout_uri: None,
-            grant_types: default_grant_types(),
-            scopes: default_scopes(),
-            first_party: false,
-            signing_alg: SigningAlg::ES256,
-            tenant: None,
-            access_token_lifetime_secs: None,
-            id_token_lifetime_secs: None,
-            refresh_token_lifetime_secs: None,
+            ..OidcClientConfig::new("rp")
         }
     }
 

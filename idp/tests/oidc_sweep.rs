@@ -36,21 +36,12 @@ async fn expired_codes_are_swept_and_live_ones_kept() {
     .unwrap();
     let config = OidcConfig::default();
     let entry = OidcClientConfig {
-        id: "app".into(),
-        name: "App".into(),
         auth_method: ClientAuthMethod::None,
-        secret_file: None,
         redirect_uris: vec!["https://app.example.lv/cb".into()],
-        post_logout_redirect_uris: vec![],
-        backchannel_logout_uri: None,
         grant_types: vec!["authorization_code".into()],
         scopes: vec!["openid".into()],
         first_party: true,
-        signing_alg: SigningAlg::ES256,
-        tenant: None,
-        access_token_lifetime_secs: None,
-        id_token_lifetime_secs: None,
-        refresh_token_lifetime_secs: None,
+        ..OidcClientConfig::new("app")
     };
     let clients = Clients::load(
         idp.clone(),

@@ -175,17 +175,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
             })??
     };
     let keys = SigningKeys::load_or_generate(&data_dir.join("keys"))?;
-    let admin_password = match &config.bootstrap.admin_password_file {
-        Some(path) => {
-            Some(
-                kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
-                    path: path.clone(),
-                    reason: e.kind().to_string(),
-                })?,
-            )
-        }
-        None => None,
-    };
+    let admin_password = read_secret(config.bootstrap.admin_password_file.as_deref())?;
     let tls_config = tls.server_config()?;
     let control = control::ControlServer::start(&data_dir, services.clone(), tls.clone())?;
 
@@ -305,6 +295,17 @@ fn directory_configs(config: &Config) -> Vec<kopa_config::DirectoryConfig> {
     list
 }
 
+/// The secret in `path`, when a path is configured.
+fn read_secret(path: Option<&std::path::Path>) -> Result<Option<kopa_config::Secret>, StartError> {
+    path.map(|path| {
+        kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
+            path: path.to_owned(),
+            reason: e.kind().to_string(),
+        })
+    })
+    .transpose()
+}
+
 /// The OpenID Connect provider: configured clients (secrets read now, kept as hashes),
 /// the current signing keys and those retired within the overlap.
 async fn build_oidc(
@@ -322,17 +323,7 @@ async fn build_oidc(
         .unwrap_or_else(|| format!("https://{addr}"));
     let mut configured = Vec::new();
     for c in &config.oidc_clients {
-        let secret = match &c.secret_file {
-            Some(path) => {
-                Some(
-                    kopa_config::read_secret_file(path).map_err(|e| StartError::Secret {
-                        path: path.clone(),
-                        reason: e.kind().to_string(),
-                    })?,
-                )
-            }
-            None => None,
-        };
+        let secret = read_secret(c.secret_file.as_deref())?;
         let client = Client::from_config(c, secret.as_ref().map(|s| s.expose()), &config.oidc)
             .map_err(StartError::Oidc)?;
         configured.push(client);
@@ -340,23 +331,13 @@ async fn build_oidc(
     // Kopa's own apps: public clients with PKCE, first-party (no consent page).
     for app in apps::APPS {
         let entry = kopa_config::OidcClientConfig {
-            id: app.client_id.into(),
             name: format!("Kopa {}", app.name),
             auth_method: kopa_config::ClientAuthMethod::None,
-            secret_file: None,
             redirect_uris: vec![format!("{issuer}{}", app.callback_path())],
             post_logout_redirect_uris: vec![format!("{issuer}/")],
-            backchannel_logout_uri: None,
             grant_types: vec!["authorization_code".into()],
-            scopes: ["openid", "profile", "email", "roles"]
-                .map(String::from)
-                .to_vec(),
             first_party: true,
-            signing_alg: kopa_config::SigningAlg::ES256,
-            tenant: None,
-            access_token_lifetime_secs: None,
-            id_token_lifetime_secs: None,
-            refresh_token_lifetime_secs: None,
+            ..kopa_config::OidcClientConfig::new(app.client_id)
         };
         if configured.iter().any(|c| c.id == entry.id) {
             return Err(StartError::Oidc(format!(

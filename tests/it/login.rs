@@ -37,21 +37,7 @@ fn text(resp: &kopa_tests::Resp) -> String {
     String::from_utf8_lossy(&resp.body).into_owned()
 }
 
-/// Every audit record, through `kopa audit export` (the running appliance answers).
-fn audit(data_dir: &Path) -> Vec<serde_json::Value> {
-    let out = kopa_ok(&[
-        "audit",
-        "export",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--format",
-        "jsonl",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use kopa_tests::audit_records as audit;
 
 fn reasons_for(records: &[serde_json::Value], typed: &str) -> Vec<String> {
     records

@@ -5,7 +5,7 @@
 //! client-credentials tokens, and tries what a provider must refuse. Tokens are checked
 //! by Authlib and joserfc against the published key set, not by Kopa's own code.
 
-use kopa_config::{ClientAuthMethod, OidcClientConfig, SigningAlg};
+use kopa_config::{OidcClientConfig, SigningAlg};
 use kopa_tests::audit_records;
 use kopa_tests::slapd::{Municipality, Slapd, TestUser, user};
 use serde_json::Value;
@@ -54,9 +54,7 @@ fn write_secret(dir: &Path, secret: &str) -> PathBuf {
 fn client(secret_file: PathBuf, rp_port: u16, alg: SigningAlg) -> OidcClientConfig {
     let rp = format!("http://127.0.0.1:{rp_port}");
     OidcClientConfig {
-        id: CLIENT_ID.into(),
         name: "Authlib RP".into(),
-        auth_method: ClientAuthMethod::ClientSecretBasic,
         secret_file: Some(secret_file),
         redirect_uris: vec![format!("{rp}/callback")],
         post_logout_redirect_uris: vec![format!("{rp}/bye")],
@@ -66,10 +64,7 @@ fn client(secret_file: PathBuf, rp_port: u16, alg: SigningAlg) -> OidcClientConf
         scopes: kopa_config::SCOPES.map(String::from).to_vec(),
         first_party: true,
         signing_alg: alg,
-        tenant: None,
-        access_token_lifetime_secs: None,
-        id_token_lifetime_secs: None,
-        refresh_token_lifetime_secs: None,
+        ..OidcClientConfig::new(CLIENT_ID)
     }
 }
 

@@ -2,7 +2,7 @@
 //! codes, forced re-authentication, tenant-bound clients, consent for third-party clients
 //! registered through the admin API, and signing-key rotation with overlap.
 
-use kopa_config::{ClientAuthMethod, OidcClientConfig, SigningAlg};
+use kopa_config::{ClientAuthMethod, OidcClientConfig};
 use kopa_core::{Clock, FixedClock};
 use kopa_tests::browser::{Browser, form_encode, hidden, sign_in_with_new_totp};
 use kopa_tests::slapd::{Municipality, Slapd, user};
@@ -18,21 +18,13 @@ fn body(r: &Resp) -> String {
 
 fn public_client(id: &str, tenant: Option<&str>) -> OidcClientConfig {
     OidcClientConfig {
-        id: id.into(),
-        name: id.into(),
         auth_method: ClientAuthMethod::None,
-        secret_file: None,
         redirect_uris: vec![REDIRECT.into()],
-        post_logout_redirect_uris: vec![],
-        backchannel_logout_uri: None,
         grant_types: vec!["authorization_code".into()],
         scopes: vec!["openid".into(), "profile".into()],
         first_party: true,
-        signing_alg: SigningAlg::ES256,
         tenant: tenant.map(str::to_owned),
-        access_token_lifetime_secs: None,
-        id_token_lifetime_secs: None,
-        refresh_token_lifetime_secs: None,
+        ..OidcClientConfig::new(id)
     }
 }
 

@@ -397,7 +397,6 @@ async fn create_client(
     let caller = admin(&login, &ctx, csrf.as_deref(), true).await?;
     platform_admin(&caller)?;
     let config = OidcClientConfig {
-        id: body.client_id,
         name: body.name,
         auth_method: body.token_endpoint_auth_method,
         // Validation wants a file for confidential clients; the secret is generated here.
@@ -406,21 +405,16 @@ async fn create_client(
         redirect_uris: body.redirect_uris,
         post_logout_redirect_uris: body.post_logout_redirect_uris,
         backchannel_logout_uri: body.backchannel_logout_uri,
-        grant_types: body
-            .grant_types
-            .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]),
-        scopes: body.scopes.unwrap_or_else(|| {
-            ["openid", "profile", "email", "roles"]
-                .map(String::from)
-                .to_vec()
-        }),
-        // Clients made through the API are third-party: users consent.
-        first_party: false,
         signing_alg: body.signing_alg,
         tenant: body.tenant,
-        access_token_lifetime_secs: None,
-        id_token_lifetime_secs: None,
-        refresh_token_lifetime_secs: None,
+        // Clients made through the API are third-party (users consent), with the
+        // default grants and scopes unless the request names them.
+        ..OidcClientConfig::new(&body.client_id)
+    };
+    let config = OidcClientConfig {
+        grant_types: body.grant_types.unwrap_or(config.grant_types),
+        scopes: body.scopes.unwrap_or(config.scopes),
+        ..config
     };
     let mut problems = Vec::new();
     config.validate(0, &mut problems);

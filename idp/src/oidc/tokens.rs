@@ -80,6 +80,14 @@ fn user_claims(data: &SessionData, scope: &[String], out: &mut serde_json::Map<S
     }
 }
 
+/// What a user granted a client, as the token endpoint needs it.
+struct UserGrant<'a> {
+    sid: &'a str,
+    data: &'a SessionData,
+    scope: &'a [String],
+    auth_time_ms: u64,
+}
+
 struct Subject<'a> {
     sub: &'a str,
     sid: Option<&'a str>,
@@ -198,6 +206,61 @@ impl Provider {
             OAuthError::server_error()
         })?;
         Ok(token.to_string())
+    }
+
+    /// The token response for a user's grant: the access token, an ID token when `openid`
+    /// was granted, and the refresh token if any.
+    fn user_tokens(
+        &self,
+        client: &Client,
+        grant: &UserGrant<'_>,
+        access: &str,
+        nonce: Option<&str>,
+        code: Option<&str>,
+        refresh: Option<&str>,
+    ) -> Result<Value, OAuthError> {
+        let mut body = json!({
+            "access_token": access, "token_type": "Bearer",
+            "expires_in": client.access_token_secs, "scope": scope_string(grant.scope),
+        });
+        if has(grant.scope, "openid") {
+            let id = self.id_token(
+                client,
+                grant.sid,
+                grant.data,
+                grant.scope,
+                grant.auth_time_ms,
+                nonce,
+                access,
+                code,
+            )?;
+            body["id_token"] = json!(id);
+        }
+        if let Some(rt) = refresh {
+            body["refresh_token"] = json!(rt);
+        }
+        Ok(body)
+    }
+
+    /// Appends (durably) the record of tokens issued for a user's grant.
+    async fn audit_issued(
+        &self,
+        client: &Client,
+        grant: &UserGrant<'_>,
+        action: &str,
+        grant_type: &str,
+        origin: &Origin,
+    ) -> Result<(), OAuthError> {
+        let mut e = self.event(action, Outcome::Success, &client.id, origin);
+        e.details.insert("grant_type".into(), grant_type.into());
+        e.user_resolved = Some(grant.data.subject.clone());
+        e.tenant = grant.data.tenant.clone();
+        e.session_id = Some(grant.sid.to_owned());
+        self.audit
+            .append(e)
+            .await
+            .map(drop)
+            .map_err(|_| OAuthError::server_error())
     }
 
     /// The token endpoint (RFC 6749 §3.2).
@@ -448,36 +511,28 @@ impl Provider {
         if self.sid_ended(&record.sid).await {
             return Err(OAuthError::invalid_grant("The session has ended"));
         }
-        let mut body = json!({
-            "access_token": access, "token_type": "Bearer",
-            "expires_in": client.access_token_secs, "scope": scope_string(&record.scope),
-        });
-        if has(&record.scope, "openid") {
-            let id = self.id_token(
-                client,
-                &record.sid,
-                &record.data,
-                &record.scope,
-                record.auth_time_ms,
-                record.nonce.as_deref(),
-                &access,
-                Some(&code),
-            )?;
-            body["id_token"] = json!(id);
-        }
-        if let Some(rt) = refresh {
-            body["refresh_token"] = json!(rt);
-        }
-        let mut e = self.event("oidc-token-issued", Outcome::Success, &client.id, origin);
-        e.details
-            .insert("grant_type".into(), "authorization_code".into());
-        e.user_resolved = Some(record.data.subject.clone());
-        e.tenant = record.data.tenant.clone();
-        e.session_id = Some(record.sid.clone());
-        self.audit
-            .append(e)
-            .await
-            .map_err(|_| OAuthError::server_error())?;
+        let grant = UserGrant {
+            sid: &record.sid,
+            data: &record.data,
+            scope: &record.scope,
+            auth_time_ms: record.auth_time_ms,
+        };
+        let body = self.user_tokens(
+            client,
+            &grant,
+            &access,
+            record.nonce.as_deref(),
+            Some(&code),
+            refresh.as_deref(),
+        )?;
+        self.audit_issued(
+            client,
+            &grant,
+            "oidc-token-issued",
+            "authorization_code",
+            origin,
+        )
+        .await?;
         Ok(body)
     }
 
@@ -554,31 +609,21 @@ impl Provider {
             data: Some(&record.data),
         };
         let (access, _, _) = self.access_token(client, &who, &record.scope, now)?;
-        let mut body = json!({
-            "access_token": access, "token_type": "Bearer", "refresh_token": new_token,
-            "expires_in": client.access_token_secs, "scope": scope_string(&record.scope),
-        });
-        if has(&record.scope, "openid") {
-            let id = self.id_token(
-                client,
-                &record.sid,
-                &record.data,
-                &record.scope,
-                record.auth_time_ms,
-                None,
-                &access,
-                None,
-            )?;
-            body["id_token"] = json!(id);
-        }
-        let mut e = self.event("oidc-token-refreshed", Outcome::Success, &client.id, origin);
-        e.user_resolved = Some(record.data.subject.clone());
-        e.tenant = record.data.tenant.clone();
-        e.session_id = Some(record.sid.clone());
-        self.audit
-            .append(e)
-            .await
-            .map_err(|_| OAuthError::server_error())?;
+        let grant = UserGrant {
+            sid: &record.sid,
+            data: &record.data,
+            scope: &record.scope,
+            auth_time_ms: record.auth_time_ms,
+        };
+        let body = self.user_tokens(client, &grant, &access, None, None, Some(&new_token))?;
+        self.audit_issued(
+            client,
+            &grant,
+            "oidc-token-refreshed",
+            "refresh_token",
+            origin,
+        )
+        .await?;
         Ok(body)
     }
 

@@ -272,7 +272,7 @@ async fn request_rate(
 }
 
 async fn token_bench(seconds: u64, clients: usize) -> serde_json::Value {
-    use kopa_config::{ClientAuthMethod, OidcClientConfig, SigningAlg};
+    use kopa_config::{OidcClientConfig, SigningAlg};
     let dir = tempfile::tempdir().unwrap();
     let mut config = kopa_tests::config_in(dir.path());
     config.server.max_connections = 4096;
@@ -284,21 +284,12 @@ async fn token_bench(seconds: u64, clients: usize) -> serde_json::Value {
         ("bench-rs256", SigningAlg::RS256),
     ] {
         config.oidc_clients.push(OidcClientConfig {
-            id: id.into(),
-            name: id.into(),
-            auth_method: ClientAuthMethod::ClientSecretBasic,
             secret_file: Some(secret_file.clone()),
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            backchannel_logout_uri: None,
             grant_types: vec!["client_credentials".into()],
             scopes: vec!["api".into()],
             first_party: true,
             signing_alg: alg,
-            tenant: None,
-            access_token_lifetime_secs: None,
-            id_token_lifetime_secs: None,
-            refresh_token_lifetime_secs: None,
+            ..OidcClientConfig::new(id)
         });
     }
     let kopa = kopa::start(config).await.unwrap();
