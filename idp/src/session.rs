@@ -73,7 +73,7 @@ pub(crate) fn create_tables(txn: &kopa_store::WriteTxn<'_>) -> Result<(), StoreE
 /// any sensible idle timeout.
 const TOUCH_EVERY_MS: u64 = 60_000;
 
-fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     hex_lower(digest.as_ref())
 }

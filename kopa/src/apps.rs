@@ -3,6 +3,7 @@
 //! a shell that shows who is signed in and links to the others.
 
 use kopa_idp::oidc::{ClientCredentials, Origin, Params, Provider};
+use kopa_idp::ui::escape;
 use kopa_web::sso::{App, AppUser, BoxFuture, Sso};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -72,19 +73,6 @@ impl kopa_web::sso::Provider for InProcess {
     fn session_alive<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(self.0.session_alive(sid))
     }
-}
-
-fn escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 fn shell(app: &App, user: &AppUser) -> warp::reply::Response {

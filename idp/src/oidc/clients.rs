@@ -53,8 +53,7 @@ pub struct Client {
 
 /// Hex SHA-256 of a client secret.
 pub fn hash_secret(secret: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::session::hash_token(secret)
 }
 
 impl Client {

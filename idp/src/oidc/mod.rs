@@ -189,13 +189,7 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-fn random_token() -> String {
-    new_token()
-}
-
-fn hash(token: &str) -> String {
-    clients::hash_secret(token)
-}
+use crate::session::hash_token as hash;
 
 fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
@@ -356,12 +350,11 @@ impl Provider {
         }
         let state = p.single("state").ok().flatten().map(str::to_owned);
         let fail = |error: &'static str, description: &str| {
-            let mut pairs = vec![("error", error), ("error_description", description)];
-            if let Some(s) = &state {
-                pairs.push(("state", s));
-            }
-            pairs.push(("iss", &self.issuer));
-            Box::new(Authorize::Redirect(append_query(redirect_uri, &pairs)))
+            Box::new(self.to_client(
+                redirect_uri,
+                state.as_deref(),
+                vec![("error", error), ("error_description", description)],
+            ))
         };
         if let Some(name) = p.duplicated() {
             return Err(fail(
@@ -504,16 +497,29 @@ impl Provider {
     }
 
     fn error_redirect(&self, r: &AuthRequest, error: &str, description: &str) -> Authorize {
-        let mut pairs = vec![("error", error), ("error_description", description)];
-        if let Some(s) = &r.state {
+        self.to_client(
+            &r.redirect_uri,
+            r.state.as_deref(),
+            vec![("error", error), ("error_description", description)],
+        )
+    }
+
+    /// The redirect back to the client: `pairs`, then `state` and `iss` (RFC 9207).
+    fn to_client<'a>(
+        &'a self,
+        redirect_uri: &str,
+        state: Option<&'a str>,
+        mut pairs: Vec<(&'a str, &'a str)>,
+    ) -> Authorize {
+        if let Some(s) = state {
             pairs.push(("state", s));
         }
         pairs.push(("iss", &self.issuer));
-        Authorize::Redirect(append_query(&r.redirect_uri, &pairs))
+        Authorize::Redirect(append_query(redirect_uri, &pairs))
     }
 
     fn park(&self, r: AuthRequest) -> String {
-        let id = random_token();
+        let id = new_token();
         let now = self.clock.now_millis();
         let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, v| now.saturating_sub(v.created_ms) < PENDING_TTL_MS);
@@ -668,7 +674,7 @@ impl Provider {
     }
 
     async fn issue_code(&self, r: AuthRequest, session: Session, origin: &Origin) -> Authorize {
-        let code = random_token();
+        let code = new_token();
         let now = self.clock.now_millis();
         let record = CodeRecord {
             client_id: r.client.id.clone(),
@@ -700,12 +706,11 @@ impl Provider {
         e.tenant = session.data.tenant.clone();
         e.session_id = Some(session.id.clone());
         self.record(e).await;
-        let mut pairs = vec![("code", code.as_str())];
-        if let Some(s) = &r.state {
-            pairs.push(("state", s));
-        }
-        pairs.push(("iss", &self.issuer));
-        Authorize::Redirect(append_query(&r.redirect_uri, &pairs))
+        self.to_client(
+            &r.redirect_uri,
+            r.state.as_deref(),
+            vec![("code", code.as_str())],
+        )
     }
 
     // ---- client authentication ----
@@ -947,10 +952,15 @@ impl Provider {
             .unwrap_or(true)
     }
 
-    async fn jti_revoked(&self, jti: &str) -> bool {
-        let key = jti.to_owned();
+    /// Whether an access token (`jti`, from session `sid`) was revoked or its session
+    /// ended: one read. A failed read counts as revoked.
+    async fn token_dead(&self, jti: &str, sid: Option<&str>) -> bool {
+        let (jti, sid) = (jti.to_owned(), sid.map(str::to_owned));
         self.store
-            .read(move |txn| txn.contains(&REVOKED, &key))
+            .read(move |txn| {
+                Ok(txn.contains(&REVOKED, &jti)?
+                    || sid.is_some_and(|sid| txn.contains(&ENDED, &sid).unwrap_or(true)))
+            })
             .await
             .unwrap_or(true)
     }
@@ -959,7 +969,7 @@ impl Provider {
 // Refresh-token bookkeeping shared by the token endpoint.
 fn new_family(client_id: &str, sid: &str, offline: bool, expires_ms: u64) -> (String, Family) {
     (
-        random_token(),
+        new_token(),
         Family {
             client_id: client_id.to_owned(),
             sid: sid.to_owned(),

@@ -4,9 +4,9 @@
 use super::grants::{self, CODES, FAMILIES, REFRESH, REVOKED, SID_CLIENTS, SID_FAMILIES};
 use super::{
     Client, ClientCredentials, OAuthError, Origin, Params, Provider, hash, jose, new_family,
-    random_token, refresh_record, scope_string,
+    refresh_record, scope_string,
 };
-use crate::session::SessionData;
+use crate::session::{SessionData, new_token};
 use kopa_store::audit::Outcome;
 use openidconnect::core::CoreGenderClaim;
 use openidconnect::{
@@ -102,7 +102,7 @@ impl Provider {
         scope: &[String],
         now_ms: u64,
     ) -> Result<(String, String, u64), OAuthError> {
-        let jti = random_token();
+        let jti = new_token();
         let now = now_ms / 1000;
         let exp = now + client.access_token_secs;
         let mut claims = serde_json::Map::new();
@@ -444,7 +444,7 @@ impl Provider {
             data: Some(&record.data),
         };
         let (access, jti, access_exp) = self.access_token(client, &who, &record.scope, now)?;
-        let refresh = wants_refresh.then(random_token);
+        let refresh = wants_refresh.then(new_token);
         let family = refresh.as_ref().map(|_| {
             new_family(
                 &client_id,
@@ -548,7 +548,7 @@ impl Provider {
         let key = hash(presented);
         let now = self.clock.now_millis();
         let client_id = client.id.clone();
-        let new_token = random_token();
+        let new_token = new_token();
         let new_key = hash(&new_token);
         let requested: Option<Vec<String>> = form.get("scope").map(|s| {
             s.split(' ')
@@ -637,12 +637,7 @@ impl Provider {
             return None;
         }
         let jti = claims["jti"].as_str()?;
-        if self.jti_revoked(jti).await {
-            return None;
-        }
-        if let Some(sid) = claims["sid"].as_str()
-            && self.sid_ended(sid).await
-        {
+        if self.token_dead(jti, claims["sid"].as_str()).await {
             return None;
         }
         Some(claims)
@@ -857,7 +852,7 @@ impl Provider {
         let now = self.clock.now_millis() / 1000;
         let claims = json!({
             "iss": self.issuer, "aud": client.id, "iat": now, "exp": now + 120,
-            "jti": random_token(), "sub": ended.subject, "sid": ended.id,
+            "jti": new_token(), "sub": ended.subject, "sid": ended.id,
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
         });
         self.keyring()
