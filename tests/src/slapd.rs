@@ -299,7 +299,7 @@ impl Fixture {
         }
         let _ = write!(
             conf,
-            "pidfile {inst}/slapd.pid\nargsfile {inst}/slapd.args\n\
+            "loglevel none\npidfile {inst}/slapd.pid\nargsfile {inst}/slapd.args\n\
              TLSCACertificateFile {ca}\nTLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n",
             inst = instance.display(),
             ca = self.path("ca.pem").display(),
