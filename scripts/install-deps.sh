@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh run    build and run the appliance
 #   scripts/install-deps.sh test   also the real peers the tests talk to, and a Python
 #                                  venv with the OpenID Connect relying party (Authlib)
-#                                  at ${KOPA_PYENV:-/opt/kopa-pyenv}
+#                                  and the SAML 2.0 service providers (pysaml2,
+#                                  python3-saml) at ${KOPA_PYENV:-/opt/kopa-pyenv}
 set -euo pipefail
 
 purpose=${1:-run}
@@ -11,12 +12,24 @@ purpose=${1:-run}
 # Building: a C toolchain for aws-lc-sys; pkg-config for -sys crates.
 run_pkgs=(gcc g++ make pkg-config ca-certificates)
 # Tests: real peers (openssl s_client, curl, OpenLDAP slapd and its tools, oathtool for
-# TOTP), python3 for the benchmark driver and python3-venv for the test peers' venv.
-test_pkgs=(openssl curl python3 python3-venv procps slapd ldap-utils oathtool)
+# TOTP, xmlsec1 for XML signatures: pysaml2 signs and verifies by running it, and the
+# tests check signatures with it), python3 for the benchmark driver and python3-venv for
+# the test peers' venv.
+test_pkgs=(openssl curl python3 python3-venv procps slapd ldap-utils oathtool xmlsec1)
 # Python test peers (tests/peers/): Authlib as an OpenID Connect relying party, with
-# joserfc (its JOSE library, imported directly). Pinned; the venv is rebuilt when this
-# list changes.
-py_reqs=(authlib==1.9.10 joserfc==1.8.0 requests==2.34.2)
+# joserfc (its JOSE library, imported directly); pysaml2 and python3-saml as SAML 2.0
+# service providers. Pinned; the venv is rebuilt when this list changes.
+# python3-saml signs with the xmlsec module, which refuses to load ("lxml & xmlsec
+# libxml2 library version mismatch") unless lxml runs on the very libxml2 it was built
+# with. Both come as binary wheels with libxml2 linked in, so the pins are a pair whose
+# wheels carry the same libxml2 (xmlsec 1.3.17 and lxml 6.1.3: libxml2 2.14.6), and
+# only wheels are taken for them: a build from source would link Debian's libxml2 and
+# break the pair (no -dev packages are needed for that reason).
+py_reqs=(authlib==1.9.10 joserfc==1.8.0 requests==2.34.2
+  pysaml2==7.5.5 python3-saml==1.16.0 xmlsec==1.3.17 lxml==6.1.3)
+py_binary_only=xmlsec,lxml
+# What the peers import: the venv is checked with it, before and after it is made.
+py_check='import authlib, joserfc, requests, saml2, onelogin.saml2.auth, xmlsec'
 
 case "$purpose" in
   run) wanted=("${run_pkgs[@]}") ;;
@@ -41,12 +54,13 @@ if ((${#missing[@]})); then
 fi
 
 # The test peers' venv: skipped when its stamp lists exactly these requirements and its
-# interpreter still runs; otherwise made anew (only ever removing a venv).
+# interpreter still imports what the peers use; otherwise made anew (only ever removing
+# a venv).
 if [ "$purpose" != run ]; then
   pyenv_dir=${KOPA_PYENV:-/opt/kopa-pyenv}
   stamp="$pyenv_dir/.kopa-requirements"
   if [ "$(cat "$stamp" 2>/dev/null)" != "${py_reqs[*]}" ] \
-    || ! "$pyenv_dir/bin/python3" -c 'import authlib, joserfc, requests' 2>/dev/null; then
+    || ! "$pyenv_dir/bin/python3" -c "$py_check" 2>/dev/null; then
     if [ -e "$pyenv_dir" ] && [ ! -f "$pyenv_dir/pyvenv.cfg" ]; then
       echo "$pyenv_dir exists and is not a Python venv; set KOPA_PYENV to another path" >&2
       exit 1
@@ -54,7 +68,9 @@ if [ "$purpose" != run ]; then
     echo "Setting up the test peers' Python venv in $pyenv_dir: ${py_reqs[*]}"
     rm -rf "$pyenv_dir"
     python3 -m venv "$pyenv_dir"
-    "$pyenv_dir/bin/python3" -m pip install -q --disable-pip-version-check "${py_reqs[@]}"
+    "$pyenv_dir/bin/python3" -m pip install -q --disable-pip-version-check \
+      --only-binary="$py_binary_only" "${py_reqs[@]}"
+    "$pyenv_dir/bin/python3" -c "$py_check"
     echo "${py_reqs[*]}" >"$stamp"
   fi
 fi

@@ -14,6 +14,7 @@ mod load;
 mod mfa;
 mod oidc;
 mod problems;
+mod saml;
 mod reference;
 mod schema;
 mod secret;
@@ -30,6 +31,9 @@ pub use mfa::MfaConfig;
 pub use oidc::{
     ClientAuthMethod, GRANT_TYPES, OidcClientConfig, OidcConfig, SCOPES, SigningAlg,
     check_client_id, check_client_uri,
+};
+pub use saml::{
+    ATTRIBUTE_SOURCES, NameIdFormat, SamlAttribute, SamlConfig, SamlSigning, SamlSpConfig,
 };
 pub use problems::{Origin, Problem, Problems};
 pub use reference::reference_markdown;

@@ -57,6 +57,11 @@ pub struct Config {
     /// are registered automatically). More can be added through the admin API.
     #[serde(rename = "oidc_client")]
     pub oidc_clients: Vec<crate::OidcClientConfig>,
+    /// The SAML 2.0 identity provider.
+    pub saml: crate::SamlConfig,
+    /// Service providers trusted by the SAML identity provider.
+    #[serde(rename = "saml_sp")]
+    pub saml_sps: Vec<crate::SamlSpConfig>,
 }
 
 /// The HTTPS listener and where the appliance keeps its state.
@@ -173,6 +178,8 @@ impl Default for Config {
             audit: crate::AuditConfig::default(),
             oidc: crate::OidcConfig::default(),
             oidc_clients: Vec::new(),
+            saml: crate::SamlConfig::default(),
+            saml_sps: Vec::new(),
         }
     }
 }

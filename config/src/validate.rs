@@ -55,6 +55,10 @@ impl Config {
                 ));
             }
         }
+        self.saml.validate(&mut out);
+        for (index, sp) in self.saml_sps.iter().enumerate() {
+            sp.validate(index, &mut out);
+        }
         out
     }
 

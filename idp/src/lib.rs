@@ -12,6 +12,7 @@ pub mod login;
 pub mod mfa;
 pub mod oidc;
 pub mod password;
+pub mod saml;
 mod schema;
 pub mod session;
 pub mod throttle;

@@ -61,6 +61,9 @@ pub enum StartError {
     /// The OpenID Connect provider could not be set up (a client's secret, a key).
     #[error("OpenID Connect: {0}")]
     Oidc(String),
+    /// The SAML identity provider could not be set up (a service provider's metadata, a key).
+    #[error("SAML: {0}")]
+    Saml(String),
     /// The control socket could not be created.
     #[error("Cannot create control socket {path}: {reason}")]
     Control {
@@ -215,13 +218,17 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         Ok(mut login) => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             login.notify_ended(tx);
-            build_oidc(&config, &services, &keys, addr, clock)
-                .await
-                .map(|oidc| (login, oidc, rx))
+            let saml = build_saml(&config, &services, &keys, &data_dir, addr, clock.clone());
+            match saml {
+                Ok(saml) => build_oidc(&config, &services, &keys, addr, clock)
+                    .await
+                    .map(|oidc| (login, oidc, saml, rx)),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
-    let (login, oidc, ended) = match built {
+    let (login, oidc, saml, ended) = match built {
         Ok(parts) => parts,
         Err(e) => {
             control.stop().await;
@@ -241,6 +248,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     let readiness = Readiness::new(probes);
     let routes = kopa_web::health_routes(readiness.clone())
         .or(kopa_idp::http::routes(login.clone()))
+        .unify()
+        .or(kopa_idp::saml::http::routes(saml, login.clone()))
         .unify()
         .or(kopa_idp::oidc::http::routes(oidc, login))
         .unify()
@@ -304,6 +313,45 @@ fn read_secret(path: Option<&std::path::Path>) -> Result<Option<kopa_config::Sec
         })
     })
     .transpose()
+}
+
+/// The SAML identity provider: the signing key parsed once, the secret behind pairwise
+/// NameIDs (made on first start), and each configured service provider's metadata.
+fn build_saml(
+    config: &Config,
+    services: &Services,
+    keys: &SigningKeys,
+    data_dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<kopa_idp::saml::Provider>, StartError> {
+    use kopa_idp::saml::{Provider, ServiceProvider, Signer};
+    let base = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{addr}"));
+    let signer = Signer::new(keys.saml.pem.expose(), &keys.saml_certificate_pem)
+        .map_err(StartError::Saml)?;
+    let secret = kopa_idp::saml::pairwise_secret(&data_dir.join("keys")).map_err(StartError::Saml)?;
+    let now = i64::try_from(clock.now_millis() / 1000).unwrap_or(i64::MAX);
+    let sps = config
+        .saml_sps
+        .iter()
+        .map(|c| ServiceProvider::load(c, now))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StartError::Saml)?;
+    Provider::new(
+        &base,
+        config.saml.clone(),
+        signer,
+        &secret,
+        sps,
+        services.audit.clone(),
+        clock,
+    )
+    .map(Arc::new)
+    .map_err(StartError::Saml)
 }
 
 /// The OpenID Connect provider: configured clients (secrets read now, kept as hashes),

@@ -7,9 +7,10 @@
 It talks to Kopa the way a real deployment would: Authlib's ``OAuth2Session`` for the
 OAuth 2.0 requests, joserfc (Authlib's JOSE library; ``authlib.jose`` is deprecated in
 Authlib 1.9) with ``authlib.oidc.core.CodeIDToken`` to verify tokens against the
-published key set, a plain ``requests.Session`` as the user's browser (it follows
-redirects by hand and fills in the sign-in form), and a small HTTP server on
-``127.0.0.1:<rp-port>`` that receives back-channel logout tokens.
+published key set, a plain ``requests.Session`` as the user's browser (``browser.py``,
+shared with the SAML peer: it follows redirects by hand and fills in the sign-in form),
+and a small HTTP server on ``127.0.0.1:<rp-port>`` that receives back-channel logout
+tokens.
 
 It prints ONE JSON object with what it observed and exits 0 when the scenario ran to
 its end, whatever the observations; the Rust test asserts on them. An unexpected error
@@ -26,27 +27,22 @@ import sys
 import threading
 import time
 import traceback
-from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode
 
-import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet, import_key
 
+from browser import TIMEOUT, Browser, Incomplete
+
 SCOPE = "openid profile email roles offline_access"
 SIGNING_ALGS = ["ES256", "RS256"]
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-TIMEOUT = 30
-MAX_HOPS = 20
 LEEWAY = 5
-
-
-class Incomplete(Exception):
-    """A step the scenario cannot go on without did not happen."""
+USER_AGENT = "kopa-tests-authlib-rp/1.0"
 
 
 # --- small JOSE helpers ------------------------------------------------------------------
@@ -137,131 +133,6 @@ class RpServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-# --- the user's browser --------------------------------------------------------------------
-
-
-class FormParser(HTMLParser):
-    """The fields a browser would submit with the form posting to ``/login``."""
-
-    def __init__(self):
-        super().__init__()
-        self.forms = []
-        self._form = None
-        self._select = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "form":
-            self._form = {"action": a.get("action", ""), "fields": {}, "inputs": set()}
-            self.forms.append(self._form)
-        elif self._form is None:
-            return
-        elif tag == "input" and a.get("name"):
-            self._form["inputs"].add(a["name"])
-            if a.get("type", "text") == "hidden":
-                self._form["fields"][a["name"]] = a.get("value") or ""
-        elif tag == "select" and a.get("name"):
-            self._select = a["name"]
-        elif tag == "option" and self._select:
-            fields = self._form["fields"]
-            if self._select not in fields or "selected" in a:
-                fields[self._select] = a.get("value") or ""
-
-    def handle_endtag(self, tag):
-        if tag == "form":
-            self._form = None
-        elif tag == "select":
-            self._select = None
-
-
-def login_form(resp):
-    """The sign-in form on this page, or None."""
-    if "html" not in resp.headers.get("Content-Type", ""):
-        return None
-    parser = FormParser()
-    parser.feed(resp.text)
-    for form in parser.forms:
-        if urlsplit(form["action"]).path == "/login" and "password" in form["inputs"]:
-            return form
-    return None
-
-
-class Navigation:
-    """Where one navigation went: the hops on the issuer, whether the sign-in form was
-    shown (and submitted), and either the URL it left the issuer for or the page it
-    stopped on."""
-
-    def __init__(self):
-        self.hops = []
-        self.login_form_shown = False
-        self.form_submitted = False
-        self.left_to = None
-        self.status = None
-        self.page = ""
-
-    def params(self):
-        """Query parameters of the URL it left for, one value each."""
-        query = parse_qs(urlsplit(self.left_to or "").query, keep_blank_values=True)
-        return {k: v[0] if len(v) == 1 else v for k, v in query.items()}
-
-
-class Browser:
-    """A user agent with a cookie jar that never leaves the issuer on its own: it
-    follows redirects on the issuer by hand and stops at the first one elsewhere."""
-
-    def __init__(self, issuer, ca):
-        self.issuer = issuer.rstrip("/")
-        self.session = requests.Session()
-        self.session.verify = ca
-        # No CA bundle or proxy from the environment: REQUESTS_CA_BUNDLE would override
-        # the session's ``verify``.
-        self.session.trust_env = False
-        self.session.headers["User-Agent"] = "kopa-tests-authlib-rp/1.0"
-
-    def on_issuer(self, url):
-        return url == self.issuer or url.startswith(self.issuer + "/")
-
-    def get(self, url):
-        return self.session.get(url, allow_redirects=False, timeout=TIMEOUT)
-
-    def submit_login(self, url, form, username, password):
-        fields = dict(form["fields"])
-        fields.update(username=username, password=password)
-        return self.session.post(
-            urljoin(url, form["action"]),
-            data=fields,
-            headers={"Origin": self.issuer},
-            allow_redirects=False,
-            timeout=TIMEOUT,
-        )
-
-    def navigate(self, url, username=None, password=None):
-        """Opens ``url``; signs in once with the form if it is shown and credentials
-        are given."""
-        nav = Navigation()
-        resp = self.get(url)
-        for _ in range(MAX_HOPS):
-            if resp.is_redirect:
-                target = urljoin(resp.url, resp.headers["Location"])
-                nav.hops.append(target)
-                if not self.on_issuer(target):
-                    nav.left_to = target
-                    return nav
-                resp = self.get(target)
-                continue
-            form = login_form(resp)
-            if form is not None:
-                nav.login_form_shown = True
-                if username is not None and not nav.form_submitted:
-                    nav.form_submitted = True
-                    resp = self.submit_login(resp.url, form, username, password)
-                    continue
-            nav.status = resp.status_code
-            nav.page = resp.text
-            return nav
-        raise Incomplete(f"more than {MAX_HOPS} redirects from {url}")
 
 
 # --- the relying party ---------------------------------------------------------------------
@@ -480,7 +351,7 @@ def scenario_full(args, out):
     out["discovery_issuer_matches"] = rp.meta.get("issuer") == rp.issuer
     rp_server = RpServer(args.rp_port)
     try:
-        browser = Browser(rp.issuer, args.ca)
+        browser = Browser(rp.issuer, args.ca, USER_AGENT)
 
         # First authorization: the sign-in form is shown and filled in.
         nav, req, cb = rp.authorize(browser)
@@ -677,7 +548,7 @@ def scenario_negative(args, out):
     login_required; forged access tokens (alg "none", HS256 keyed with the public key's
     PEM, a changed payload) are refused at userinfo and inactive at introspection."""
     rp = RelyingParty(args)
-    browser = Browser(rp.issuer, args.ca)
+    browser = Browser(rp.issuer, args.ca, USER_AGENT)
 
     # (e) sign in, exchange a code, then exchange it again.
     nav, req, cb = rp.authorize(browser)
@@ -759,7 +630,7 @@ def scenario_negative(args, out):
 
     # (g) prompt=none in a browser without a session.
     url, req = rp.authorization_url(prompt="none")
-    nav = Browser(rp.issuer, args.ca).navigate(url)
+    nav = Browser(rp.issuer, args.ca, USER_AGENT).navigate(url)
     params = nav.params()
     out["prompt_none_location_ok"] = (nav.left_to or "").startswith(rp.redirect_uri + "?")
     out["prompt_none_error"] = params.get("error")

@@ -104,6 +104,8 @@ pub enum Text {
     Allow,
     Deny,
     RequestErrorTitle,
+    SamlPostTitle,
+    SamlPostExplain,
 }
 
 impl Text {
@@ -164,7 +166,6 @@ impl Text {
                 "Saglabājiet šos kodus drošā vietā. Katru var izmantot vienu reizi, ja autentifikators nav pieejams. Tie vairs netiks rādīti.",
                 "Keep these codes somewhere safe. Each works once when your authenticator is not at hand. They will not be shown again.",
             ),
-            Continue => ("Turpināt", "Continue"),
             SignedInTitle => ("Jūs esat pieteicies", "You are signed in"),
             Name => ("Vārds", "Name"),
             Roles => ("Lomas", "Roles"),
@@ -183,6 +184,12 @@ impl Text {
             Allow => ("Atļaut", "Allow"),
             Deny => ("Neatļaut", "Deny"),
             RequestErrorTitle => ("Pieprasījums nav derīgs", "The request is not valid"),
+            SamlPostTitle => ("Pārsūta uz pakalpojumu", "Returning to the service"),
+            SamlPostExplain => (
+                "Ja pārlūks jūs nepārsūta automātiski, nospiediet „Turpināt”.",
+                "If your browser does not continue by itself, press Continue.",
+            ),
+            Continue => ("Turpināt", "Continue"),
             Footer => (
                 "Kopa — pašvaldību koplietošanas platforma",
                 "Kopa — shared platform of Latvian municipalities",

@@ -281,6 +281,28 @@ pub fn request_error(lang: Lang, message: &str) -> String {
     layout(lang, Text::RequestErrorTitle, "/login", &body)
 }
 
+/// The page that carries a SAML message to a service provider: a form that posts itself
+/// (by `/saml/autopost.js`) and a button for browsers without JavaScript.
+pub fn saml_post(lang: Lang, action: &str, fields: &[(&str, &str)]) -> String {
+    let mut inputs = String::new();
+    for (name, value) in fields {
+        inputs.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            escape(name),
+            escape(value)
+        ));
+    }
+    let body = format!(
+        "<form method=\"post\" action=\"{action}\" id=\"saml-post\">\n{inputs}\
+<p>{explain}</p>\n<button type=\"submit\">{cont}</button>\n</form>\n\
+<script src=\"/saml/autopost.js\"></script>\n",
+        action = escape(action),
+        explain = Text::SamlPostExplain.get(lang),
+        cont = Text::Continue.get(lang),
+    );
+    layout(lang, Text::SamlPostTitle, "/login", &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

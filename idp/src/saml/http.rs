@@ -1,0 +1,249 @@
+//! HTTP routes of the SAML identity provider. Thin: decode the binding, call
+//! [`Provider`], map the answer to a page, a redirect to sign-in, or the auto-posting form.
+
+use super::request::{self, Incoming};
+use super::{Answer, Provider};
+use crate::http::{Ctx, ctx, current_session, html, redirect, urlencode};
+use crate::login::Login;
+use crate::oidc::Origin;
+use crate::ui::pages;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::sync::Arc;
+use warp::http::{HeaderValue, Response, header};
+use warp::{Filter, Rejection};
+
+const BODY_LIMIT: u64 = 256 * 1024;
+const AUTOPOST_JS: &str = "document.getElementById('saml-post').submit();\n";
+
+fn origin(ctx: &Ctx) -> Origin {
+    Origin {
+        ip: ctx.ip,
+        user_agent: ctx.user_agent.clone(),
+    }
+}
+
+fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// The scheme, host and port of `url`, for the page's `form-action`.
+fn origin_of(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let origin = u.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
+    match answer {
+        Answer::ErrorPage { status, message } => {
+            no_store(html(status, pages::request_error(ctx.lang, &message), vec![]))
+        }
+        Answer::Login { request, force } => {
+            let back = format!("/saml/sso/resume?request={request}");
+            let mut to = format!(
+                "/login?lang={}&return_to={}",
+                ctx.lang.tag(),
+                urlencode(&back)
+            );
+            if force {
+                to.push_str("&reauth=1");
+            }
+            no_store(redirect(&to, vec![]))
+        }
+        Answer::Post {
+            action,
+            response_b64,
+            relay_state,
+        } => {
+            let mut fields = vec![("SAMLResponse", response_b64.as_str())];
+            if let Some(r) = &relay_state {
+                fields.push(("RelayState", r.as_str()));
+            }
+            let mut resp = no_store(html(200, pages::saml_post(ctx.lang, &action, &fields), vec![]));
+            let form_action = origin_of(&action).unwrap_or_else(|| "'none'".into());
+            let csp = format!(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 form-action {form_action}; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+            );
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            resp
+        }
+    }
+}
+
+async fn sso_redirect(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+    ctx: Ctx,
+    raw: String,
+) -> warp::reply::Response {
+    let incoming = request::from_redirect(&raw, "SAMLRequest");
+    sso(saml, login, ctx, incoming).await
+}
+
+async fn sso_post(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+    ctx: Ctx,
+    body: Bytes,
+) -> warp::reply::Response {
+    let mut message = None;
+    let mut relay = None;
+    let mut repeated = false;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        let slot = match k.as_ref() {
+            "SAMLRequest" => &mut message,
+            "RelayState" => &mut relay,
+            _ => continue,
+        };
+        repeated |= slot.replace(v.into_owned()).is_some();
+    }
+    let incoming = if repeated {
+        Err(super::SigError("A form field is repeated".into()))
+    } else {
+        request::from_post(message.as_deref(), relay.as_deref())
+    };
+    sso(saml, login, ctx, incoming).await
+}
+
+async fn sso(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+    ctx: Ctx,
+    incoming: Result<Incoming, super::SigError>,
+) -> warp::reply::Response {
+    let result = match incoming {
+        Ok(incoming) => {
+            let session = current_session(&login, &ctx).await;
+            saml.sso(incoming, session, &origin(&ctx)).await
+        }
+        Err(e) => saml.refuse("", &origin(&ctx), "malformed", 400, e.0).await,
+    };
+    answer(&ctx, result)
+}
+
+#[derive(Debug, Deserialize)]
+struct ResumeQuery {
+    #[serde(default)]
+    request: String,
+}
+
+async fn resume(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+    ctx: Ctx,
+    q: ResumeQuery,
+) -> warp::reply::Response {
+    let session = current_session(&login, &ctx).await;
+    let result = saml.resume(&q.request, session, &origin(&ctx)).await;
+    answer(&ctx, result)
+}
+
+#[derive(Debug, Deserialize)]
+struct InitQuery {
+    #[serde(default)]
+    sp: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+async fn initiate(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+    ctx: Ctx,
+    q: InitQuery,
+) -> warp::reply::Response {
+    let session = current_session(&login, &ctx).await;
+    let result = saml
+        .initiate(&q.sp, q.relay_state, session, &origin(&ctx))
+        .await;
+    answer(&ctx, result)
+}
+
+/// Every SAML route.
+pub fn routes(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let with_saml = move || {
+        let saml = saml.clone();
+        warp::any().map(move || saml.clone())
+    };
+    let with_login = move || {
+        let login = login.clone();
+        warp::any().map(move || login.clone())
+    };
+    let metadata = warp::path!("saml" / "metadata")
+        .and(warp::get())
+        .and(with_saml())
+        .map(|s: Arc<Provider>| {
+            let mut r = Response::new(s.metadata().into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/samlmetadata+xml"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        });
+    let autopost = warp::path!("saml" / "autopost.js").and(warp::get()).map(|| {
+        let mut r = Response::new(AUTOPOST_JS.into());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        );
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        r
+    });
+    let sso_get = warp::path!("saml" / "sso")
+        .and(warp::get())
+        .and(with_saml())
+        .and(with_login())
+        .and(ctx())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(sso_redirect);
+    let sso_post = warp::path!("saml" / "sso")
+        .and(warp::post())
+        .and(with_saml())
+        .and(with_login())
+        .and(ctx())
+        .and(warp::body::content_length_limit(BODY_LIMIT).and(warp::body::bytes()))
+        .then(sso_post);
+    let resume_get = warp::path!("saml" / "sso" / "resume")
+        .and(warp::get())
+        .and(with_saml())
+        .and(with_login())
+        .and(ctx())
+        .and(warp::query::<ResumeQuery>())
+        .then(resume);
+    let init_get = warp::path!("saml" / "init")
+        .and(warp::get())
+        .and(with_saml())
+        .and(with_login())
+        .and(ctx())
+        .and(warp::query::<InitQuery>())
+        .then(initiate);
+    metadata
+        .or(autopost)
+        .unify()
+        .or(sso_get)
+        .unify()
+        .or(sso_post)
+        .unify()
+        .or(resume_get)
+        .unify()
+        .or(init_get)
+        .unify()
+}

@@ -1,0 +1,638 @@
+//! The SAML 2.0 identity provider: Web Browser SSO with the HTTP-Redirect and HTTP-POST
+//! bindings, on the same sign-in, MFA, brute-force rules, SSO session and audit log as
+//! the OpenID Connect provider.
+//!
+//! XML is read with roxmltree (no DTD, so no entity expansion) and signatures are checked
+//! by [`dsig`]; the IdP's own messages are written canonically by [`xml`] and signed once
+//! with a key parsed at start (see `docs/adr/0003-saml.md`).
+
+pub mod dsig;
+pub mod http;
+pub mod metadata;
+pub mod request;
+pub mod response;
+pub mod xml;
+
+use crate::oidc::Origin;
+use crate::session::Session;
+pub use dsig::{SigError, Signer};
+use kopa_config::{NameIdFormat, SamlConfig, SamlSpConfig};
+use kopa_core::Clock;
+use kopa_store::audit::{AuditEvent, AuditLog, Category, Outcome};
+use metadata::{BINDING_POST, IdpEndpoints, SpMetadata};
+use request::{AuthnRequest, Incoming};
+use response::{Envelope, Statement};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How long a request parked for sign-in stays usable.
+const PENDING_TTL_MS: u64 = 10 * 60 * 1000;
+/// Most remembered request IDs; beyond this new requests are refused until old ones age
+/// out, so a flood cannot grow memory without bound.
+const MAX_SEEN: usize = 200_000;
+/// Most requests parked for sign-in at once.
+const MAX_PENDING: usize = 50_000;
+
+/// A trusted service provider: its configuration and what its metadata says.
+#[derive(Debug)]
+pub struct ServiceProvider {
+    pub config: SamlSpConfig,
+    pub meta: SpMetadata,
+}
+
+impl ServiceProvider {
+    /// Reads the metadata file of `config` and checks it.
+    pub fn load(config: &SamlSpConfig, now: i64) -> Result<Self, String> {
+        let path = &config.metadata_file;
+        let xml = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the metadata: {e}", path.display()))?;
+        let meta = metadata::parse_sp(&xml, now).map_err(|e| format!("{}: {e}", path.display()))?;
+        if (config.require_signed_requests || meta.authn_requests_signed)
+            && meta.signing_keys.is_empty()
+        {
+            return Err(format!(
+                "{}: signed requests are required but the metadata has no signing certificate",
+                path.display()
+            ));
+        }
+        Ok(Self {
+            config: config.clone(),
+            meta,
+        })
+    }
+
+    fn requires_signed_requests(&self) -> bool {
+        self.config.require_signed_requests || self.meta.authn_requests_signed
+    }
+
+    fn name(&self) -> &str {
+        &self.meta.entity_id
+    }
+}
+
+/// What `/saml/sso` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The request cannot be answered to a trusted ACS: an error page.
+    ErrorPage { status: u16, message: String },
+    /// The user must sign in, then come back to `/saml/sso/resume?request=…`.
+    Login { request: String, force: bool },
+    /// Auto-post `SAMLResponse` to the service provider.
+    Post {
+        action: String,
+        response_b64: String,
+        relay_state: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    sp: Arc<ServiceProvider>,
+    request_id: Option<String>,
+    acs: String,
+    relay_state: Option<String>,
+    name_id_format: NameIdFormat,
+    force: bool,
+    passive: bool,
+    created_ms: u64,
+}
+
+/// Which service providers a session signed in to, for Single Logout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    pub sp: String,
+    pub name_id: String,
+    pub name_id_format: String,
+}
+
+/// The SAML identity provider.
+pub struct Provider {
+    endpoints: IdpEndpoints,
+    config: SamlConfig,
+    sps: HashMap<String, Arc<ServiceProvider>>,
+    signer: Signer,
+    pairwise: aws_lc_rs::hmac::Key,
+    audit: AuditLog,
+    clock: Arc<dyn Clock>,
+    seen: Mutex<HashMap<(String, String), i64>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    participants: Mutex<HashMap<String, Vec<Participant>>>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("saml::Provider")
+            .field("entity_id", &self.endpoints.entity_id)
+            .field("sps", &self.sps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Provider {
+    /// The provider at `base` (the public URL), with its signer, the secret for pairwise
+    /// identifiers and the trusted service providers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base: &str,
+        config: SamlConfig,
+        signer: Signer,
+        pairwise_secret: &[u8],
+        sps: Vec<ServiceProvider>,
+        audit: AuditLog,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for sp in sps {
+            let id = sp.meta.entity_id.clone();
+            if map.insert(id.clone(), Arc::new(sp)).is_some() {
+                return Err(format!("Service provider {id:?} is configured twice"));
+            }
+        }
+        Ok(Self {
+            endpoints: IdpEndpoints {
+                entity_id: format!("{base}/saml/metadata"),
+                sso: format!("{base}/saml/sso"),
+                slo: format!("{base}/saml/slo"),
+            },
+            config,
+            sps: map,
+            signer,
+            pairwise: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, pairwise_secret),
+            audit,
+            clock,
+            seen: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            participants: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The IdP's entity ID.
+    pub fn entity_id(&self) -> &str {
+        &self.endpoints.entity_id
+    }
+
+    fn now_secs(&self) -> i64 {
+        i64::try_from(self.clock.now_millis() / 1000).unwrap_or(i64::MAX)
+    }
+
+    /// The signed metadata document.
+    pub fn metadata(&self) -> String {
+        let valid_until = response::instant(self.now_secs() + 7 * 86_400);
+        metadata::idp_metadata(
+            &self.endpoints,
+            &self.signer,
+            &[],
+            &response::new_id(),
+            &valid_until,
+        )
+    }
+
+    fn event(&self, action: &str, outcome: Outcome, sp: &str, origin: &Origin) -> AuditEvent {
+        let mut e = AuditEvent::new(Category::Authentication, action, outcome);
+        e.client = Some(sp.chars().take(256).collect());
+        e.source_ip = Some(origin.ip);
+        e.user_agent = Some(origin.user_agent.chars().take(512).collect());
+        e.method = Some("saml".into());
+        e
+    }
+
+    pub(crate) async fn refuse(
+        &self, sp: &str, origin: &Origin, reason: &str, status: u16, message: String) -> Answer {
+        let mut e = self.event("saml-request", Outcome::Failure, sp, origin);
+        e.reason = Some(reason.into());
+        e.details.insert("error".into(), message.chars().take(512).collect());
+        if let Err(err) = self.audit.append(e).await {
+            tracing::error!(error = %err, "could not record a refused SAML request");
+        }
+        Answer::ErrorPage { status, message }
+    }
+
+    /// Handles an `AuthnRequest` that arrived at `/saml/sso`.
+    pub async fn sso(&self, incoming: Incoming, session: Option<Session>, origin: &Origin) -> Answer {
+        match self.check_request(&incoming) {
+            Ok((sp, req)) => self.accept(sp, req, incoming.relay_state, session, origin).await,
+            Err((sp, reason, message)) => {
+                self.refuse(&sp, origin, reason, 400, message).await
+            }
+        }
+    }
+
+    /// Parses, authenticates and checks a request up to the point where its ACS is known
+    /// to be the service provider's own.
+    fn check_request(
+        &self,
+        incoming: &Incoming,
+    ) -> Result<(Arc<ServiceProvider>, AuthnRequest), (String, &'static str, String)> {
+        let unknown = String::new();
+        let doc = request::parse(&incoming.xml)
+            .map_err(|e| (unknown.clone(), "malformed", e.0))?;
+        let root = doc.root_element();
+        let req = request::authn_request(root).map_err(|e| (unknown.clone(), "malformed", e.0))?;
+        let issuer = req.common.issuer.clone();
+        let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
+        let sp = self
+            .sps
+            .get(&issuer)
+            .cloned()
+            .ok_or_else(|| fail("unknown_sp", "The service provider is not registered with this identity provider.".into()))?;
+        let signed = match (&incoming.query_signature, incoming.post) {
+            (Some(q), false) => {
+                if root.descendants().any(|n| n.has_tag_name((xml::NS_DSIG, "Signature"))) {
+                    return Err(fail("bad_signature", "A Redirect-binding request must not carry an XML signature.".into()));
+                }
+                verify_query(&sp, q).map_err(|e| fail("bad_signature", e.0))?;
+                true
+            }
+            (None, false) => false,
+            (_, true) => dsig::verify_enveloped(root, &sp.meta.signing_keys)
+                .map_err(|e| fail("bad_signature", e.0))?,
+        };
+        if !signed && sp.requires_signed_requests() {
+            return Err(fail("unsigned", "This service provider's requests must be signed.".into()));
+        }
+        match &req.common.destination {
+            Some(d) if *d != self.endpoints.sso => {
+                return Err(fail("wrong_destination", format!("The request is addressed to {d}, not to this identity provider.")));
+            }
+            None if signed => {
+                return Err(fail("wrong_destination", "A signed request must name its Destination.".into()));
+            }
+            _ => {}
+        }
+        if req
+            .protocol_binding
+            .as_deref()
+            .is_some_and(|b| b != BINDING_POST)
+        {
+            return Err(fail("unsupported_binding", "Only the HTTP-POST binding is supported for responses.".into()));
+        }
+        Ok((sp, req))
+    }
+
+    /// The ACS to answer at: the one named (by URL or index) if the metadata lists it,
+    /// else the metadata's default.
+    fn acs(sp: &ServiceProvider, req: &AuthnRequest) -> Result<String, String> {
+        let post = sp.meta.acs.iter().filter(|e| e.binding == BINDING_POST);
+        if let Some(url) = &req.acs_url {
+            return post
+                .clone()
+                .find(|e| e.location == *url)
+                .map(|e| e.location.clone())
+                .ok_or_else(|| "The AssertionConsumerServiceURL is not in the service provider's metadata.".to_owned());
+        }
+        if let Some(index) = req.acs_index {
+            return post
+                .clone()
+                .find(|e| e.index == Some(index))
+                .map(|e| e.location.clone())
+                .ok_or_else(|| "The AssertionConsumerServiceIndex is not in the service provider's metadata.".to_owned());
+        }
+        post.clone()
+            .find(|e| e.is_default)
+            .or_else(|| post.clone().next())
+            .map(|e| e.location.clone())
+            .ok_or_else(|| "The service provider has no HTTP-POST endpoint.".to_owned())
+    }
+
+    async fn accept(
+        &self,
+        sp: Arc<ServiceProvider>,
+        req: AuthnRequest,
+        relay_state: Option<String>,
+        session: Option<Session>,
+        origin: &Origin,
+    ) -> Answer {
+        let acs = match Self::acs(&sp, &req) {
+            Ok(acs) => acs,
+            Err(message) => return self.refuse(sp.name(), origin, "unknown_acs", 400, message).await,
+        };
+        let now = self.now_secs();
+        let mut pending = Pending {
+            sp: sp.clone(),
+            request_id: Some(req.common.id.clone()),
+            acs,
+            relay_state,
+            name_id_format: sp.config.name_id_format,
+            force: req.force_authn,
+            passive: req.is_passive,
+            created_ms: self.clock.now_millis(),
+        };
+        // From here on the ACS is the provider's own: errors go back to it as statuses.
+        let skew = i64::try_from(self.config.clock_skew_secs).unwrap_or(0);
+        let max_age = i64::try_from(self.config.request_max_age_secs).unwrap_or(0);
+        let t = req.common.issue_instant;
+        if t > now + skew || t < now - max_age - skew {
+            return self
+                .status(&pending, origin, "expired", response::REQUESTER, Some(response::REQUEST_DENIED), "The request is too old or from the future.")
+                .await;
+        }
+        if !self.remember(&req.common.issuer, &req.common.id, now + max_age + 2 * skew) {
+            return self
+                .status(&pending, origin, "replayed", response::REQUESTER, Some(response::REQUEST_DENIED), "This request was already used.")
+                .await;
+        }
+        match req.name_id_format.as_deref() {
+            None | Some("urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified") => {}
+            Some(urn) => match NameIdFormat::from_urn(urn) {
+                Some(f) if f == sp.config.name_id_format || f == NameIdFormat::Transient => {
+                    pending.name_id_format = f;
+                }
+                _ => {
+                    return self
+                        .status(&pending, origin, "name_id_policy", response::REQUESTER, Some(response::INVALID_NAME_ID_POLICY), "The requested NameID format is not released to this service provider.")
+                        .await;
+                }
+            },
+        }
+        self.proceed(pending, session, origin).await
+    }
+
+    /// Remembers a request ID until `until`; false if it was already seen.
+    fn remember(&self, issuer: &str, id: &str, until: i64) -> bool {
+        let now = self.now_secs();
+        let mut seen = lock(&self.seen);
+        if seen.len() >= MAX_SEEN / 2 {
+            seen.retain(|_, exp| *exp > now);
+        }
+        if seen.len() >= MAX_SEEN {
+            return false;
+        }
+        let key = (issuer.to_owned(), id.to_owned());
+        if seen.get(&key).is_some_and(|exp| *exp > now) {
+            return false;
+        }
+        seen.insert(key, until);
+        true
+    }
+
+    async fn proceed(&self, pending: Pending, session: Option<Session>, origin: &Origin) -> Answer {
+        let fresh = |s: &Session| !pending.force || s.created_ms >= pending.created_ms;
+        match session {
+            Some(s) if fresh(&s) => self.issue(&pending, &s, origin).await,
+            _ if pending.passive => {
+                self.status(&pending, origin, "no_passive", response::RESPONDER, Some(response::NO_PASSIVE), "The user is not signed in.")
+                    .await
+            }
+            _ => {
+                let force = pending.force;
+                let id = crate::session::new_token();
+                let mut map = lock(&self.pending);
+                let now = self.clock.now_millis();
+                map.retain(|_, p| now.saturating_sub(p.created_ms) < PENDING_TTL_MS);
+                if map.len() >= MAX_PENDING {
+                    return Answer::ErrorPage {
+                        status: 503,
+                        message: "Too many sign-ins are waiting; please try again shortly.".into(),
+                    };
+                }
+                map.insert(id.clone(), pending);
+                Answer::Login { request: id, force }
+            }
+        }
+    }
+
+    /// Continues a request parked for sign-in.
+    pub async fn resume(&self, request: &str, session: Option<Session>, origin: &Origin) -> Answer {
+        let pending = lock(&self.pending).remove(request).filter(|p| {
+            self.clock.now_millis().saturating_sub(p.created_ms) < PENDING_TTL_MS
+        });
+        let Some(pending) = pending else {
+            return Answer::ErrorPage {
+                status: 400,
+                message: "This sign-in request has expired. Please start again from the application.".into(),
+            };
+        };
+        match session {
+            Some(s) => self.proceed(Pending { passive: true, ..pending }, Some(s), origin).await,
+            None => self.proceed(pending, None, origin).await,
+        }
+    }
+
+    /// IdP-initiated sign-in to the provider `entity_id`, if it allows it.
+    pub async fn initiate(
+        &self,
+        entity_id: &str,
+        relay_state: Option<String>,
+        session: Option<Session>,
+        origin: &Origin,
+    ) -> Answer {
+        let Some(sp) = self.sps.get(entity_id).cloned() else {
+            return self
+                .refuse(entity_id, origin, "unknown_sp", 404, "The service provider is not registered with this identity provider.".into())
+                .await;
+        };
+        if !sp.config.allow_idp_initiated {
+            return self
+                .refuse(entity_id, origin, "idp_initiated_refused", 403, "This service provider does not accept sign-in started here.".into())
+                .await;
+        }
+        if relay_state.as_ref().is_some_and(|r| r.len() > request::MAX_RELAY_STATE) {
+            return self.refuse(entity_id, origin, "malformed", 400, "RelayState is too long.".into()).await;
+        }
+        let acs = match Self::acs(&sp, &AuthnRequest {
+            common: request::Common { id: String::new(), issuer: String::new(), issue_instant: 0, destination: None },
+            acs_url: None, acs_index: None, protocol_binding: None, name_id_format: None, force_authn: false, is_passive: false,
+        }) {
+            Ok(acs) => acs,
+            Err(message) => return self.refuse(entity_id, origin, "unknown_acs", 400, message).await,
+        };
+        let pending = Pending {
+            name_id_format: sp.config.name_id_format,
+            sp,
+            request_id: None,
+            acs,
+            relay_state,
+            force: false,
+            passive: false,
+            created_ms: self.clock.now_millis(),
+        };
+        self.proceed(pending, session, origin).await
+    }
+
+    fn name_id(&self, sp: &ServiceProvider, format: NameIdFormat, s: &Session) -> Option<String> {
+        match format {
+            NameIdFormat::Persistent => {
+                let mut input = sp.meta.entity_id.as_bytes().to_vec();
+                input.push(0);
+                input.extend_from_slice(s.data.subject.as_bytes());
+                let tag = aws_lc_rs::hmac::sign(&self.pairwise, &input);
+                use base64::Engine;
+                Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..24]))
+            }
+            NameIdFormat::Transient => Some(response::new_id()),
+            NameIdFormat::EmailAddress => s.data.email.clone(),
+            NameIdFormat::Unspecified => Some(s.data.subject.clone()),
+        }
+    }
+
+    fn attribute_values(source: &str, s: &Session) -> Vec<String> {
+        let d = &s.data;
+        let one = |v: Option<&String>| v.into_iter().cloned().collect();
+        match source {
+            "subject" => vec![d.subject.clone()],
+            "login" => vec![d.login.clone()],
+            "display_name" => vec![d.display_name.clone()],
+            "email" => one(d.email.as_ref()),
+            "given_name" => one(d.given_name.as_ref()),
+            "family_name" => one(d.family_name.as_ref()),
+            "tenant" => d.tenant.iter().map(|t| t.as_str().to_owned()).collect(),
+            "roles" => d.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            "groups" => d.groups.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn issue(&self, p: &Pending, s: &Session, origin: &Origin) -> Answer {
+        let sp = &p.sp;
+        if let Some(t) = &sp.config.tenant
+            && s.data.tenant.as_ref().map(|x| x.as_str()) != Some(t.as_str())
+        {
+            return self
+                .status(p, origin, "wrong_tenant", response::RESPONDER, Some(response::REQUEST_DENIED), "Your account may not sign in to this service.")
+                .await;
+        }
+        let Some(name_id) = self.name_id(sp, p.name_id_format, s) else {
+            return self
+                .status(p, origin, "name_id_unavailable", response::RESPONDER, Some(response::INVALID_NAME_ID_POLICY), "The account has no value for the NameID format.")
+                .await;
+        };
+        let now = self.now_secs();
+        let skew = i64::try_from(self.config.clock_skew_secs).unwrap_or(0);
+        let lifetime = i64::try_from(self.config.assertion_lifetime_secs).unwrap_or(300);
+        let values: Vec<Vec<String>> = sp
+            .config
+            .attributes
+            .iter()
+            .map(|a| Self::attribute_values(&a.source, s))
+            .collect();
+        let statement = Statement {
+            name_id: &name_id,
+            name_id_format: p.name_id_format.urn(),
+            session_index: &s.id,
+            authn_instant: i64::try_from(s.created_ms / 1000).unwrap_or(now),
+            authn_context: if s.data.amr.iter().any(|m| m == "otp") {
+                response::REFEDS_MFA
+            } else {
+                response::PASSWORD_PROTECTED
+            },
+            not_before: now - skew,
+            not_on_or_after: now + lifetime,
+            attributes: sp
+                .config
+                .attributes
+                .iter()
+                .zip(values)
+                .map(|(a, v)| (a.name.as_str(), a.name_format.as_deref(), a.friendly_name.as_deref(), v))
+                .collect(),
+        };
+        let env = Envelope {
+            idp_entity: &self.endpoints.entity_id,
+            sp_entity: &sp.meta.entity_id,
+            acs: &p.acs,
+            in_response_to: p.request_id.as_deref(),
+            now,
+        };
+        let xml = response::success(&self.signer, &env, &statement, sp.config.sign);
+        let mut e = self.event("saml-assertion-issued", Outcome::Success, sp.name(), origin);
+        e.tenant = s.data.tenant.clone();
+        e.user_resolved = Some(s.data.subject.clone());
+        e.session_id = Some(s.id.clone());
+        e.details.insert("name_id_format".into(), p.name_id_format.urn().into());
+        e.details.insert("initiated_by".into(), if p.request_id.is_some() { "sp" } else { "idp" }.into());
+        if let Err(err) = self.audit.append(e).await {
+            tracing::error!(error = %err, "could not record a SAML assertion; not sending it");
+            return Answer::ErrorPage {
+                status: 503,
+                message: "The sign-in could not be recorded; please try again.".into(),
+            };
+        }
+        {
+            let mut parts = lock(&self.participants);
+            let list = parts.entry(s.id.clone()).or_default();
+            let who = Participant {
+                sp: sp.meta.entity_id.clone(),
+                name_id: name_id.clone(),
+                name_id_format: p.name_id_format.urn().to_owned(),
+            };
+            if !list.contains(&who) {
+                list.push(who);
+            }
+        }
+        Answer::Post {
+            action: p.acs.clone(),
+            response_b64: {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(xml)
+            },
+            relay_state: p.relay_state.clone(),
+        }
+    }
+
+    async fn status(
+        &self,
+        p: &Pending,
+        origin: &Origin,
+        reason: &str,
+        top: &str,
+        second: Option<&str>,
+        message: &str,
+    ) -> Answer {
+        let mut e = self.event("saml-request", Outcome::Failure, p.sp.name(), origin);
+        e.reason = Some(reason.into());
+        if let Err(err) = self.audit.append(e).await {
+            tracing::error!(error = %err, "could not record a refused SAML request");
+        }
+        let env = Envelope {
+            idp_entity: &self.endpoints.entity_id,
+            sp_entity: &p.sp.meta.entity_id,
+            acs: &p.acs,
+            in_response_to: p.request_id.as_deref(),
+            now: self.now_secs(),
+        };
+        let xml = response::failure(&self.signer, &env, top, second, message);
+        use base64::Engine;
+        Answer::Post {
+            action: p.acs.clone(),
+            response_b64: base64::engine::general_purpose::STANDARD.encode(xml),
+            relay_state: p.relay_state.clone(),
+        }
+    }
+
+    /// The service providers session `sid` signed in to.
+    pub fn participants(&self, sid: &str) -> Vec<Participant> {
+        lock(&self.participants).get(sid).cloned().unwrap_or_default()
+    }
+}
+
+/// The secret behind pairwise NameIDs, in `keys/saml-pairwise.secret` (mode 0600), made
+/// on first start. Losing it changes every persistent NameID, so backups include it.
+pub fn pairwise_secret(keys_dir: &std::path::Path) -> Result<Vec<u8>, String> {
+    let path = keys_dir.join("saml-pairwise.secret");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+        Ok(_) => Err(format!("{}: must hold exactly 32 bytes", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = vec![0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            kopa_store::fsutil::write_private_file_atomic(&path, &bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(bytes)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn verify_query(sp: &ServiceProvider, q: &request::QuerySignature) -> Result<(), SigError> {
+    let mut last = SigError("No signing certificate is known for the service provider".into());
+    for key in &sp.meta.signing_keys {
+        match key.verify(&q.alg, q.signed.as_bytes(), &q.signature) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
