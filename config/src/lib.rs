@@ -14,8 +14,8 @@ mod load;
 mod mfa;
 mod oidc;
 mod problems;
-mod saml;
 mod reference;
+mod saml;
 mod schema;
 mod secret;
 mod tree;
@@ -32,11 +32,11 @@ pub use oidc::{
     ClientAuthMethod, GRANT_TYPES, OidcClientConfig, OidcConfig, SCOPES, SigningAlg,
     check_client_id, check_client_uri,
 };
+pub use problems::{Origin, Problem, Problems};
+pub use reference::reference_markdown;
 pub use saml::{
     ATTRIBUTE_SOURCES, NameIdFormat, SamlAttribute, SamlConfig, SamlSigning, SamlSpConfig,
 };
-pub use problems::{Origin, Problem, Problems};
-pub use reference::reference_markdown;
 pub use schema::{BootstrapConfig, Config, LogConfig, LogFormat, ServerConfig};
 pub use secret::{Secret, read_secret_file};
 

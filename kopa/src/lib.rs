@@ -333,7 +333,8 @@ fn build_saml(
         .unwrap_or_else(|| format!("https://{addr}"));
     let signer = Signer::new(keys.saml.pem.expose(), &keys.saml_certificate_pem)
         .map_err(StartError::Saml)?;
-    let secret = kopa_idp::saml::pairwise_secret(&data_dir.join("keys")).map_err(StartError::Saml)?;
+    let secret =
+        kopa_idp::saml::pairwise_secret(&data_dir.join("keys")).map_err(StartError::Saml)?;
     let now = i64::try_from(clock.now_millis() / 1000).unwrap_or(i64::MAX);
     let sps = config
         .saml_sps

@@ -12,3 +12,4 @@ mod lifecycle;
 mod login;
 mod oidc;
 mod oidc_rules;
+mod saml;

@@ -68,20 +68,6 @@ fn client(secret_file: PathBuf, rp_port: u16, alg: SigningAlg) -> OidcClientConf
     }
 }
 
-/// The Python of the test peers' venv (`$KOPA_PYENV`, default `/opt/kopa-pyenv`).
-fn python() -> PathBuf {
-    let venv = std::env::var_os("KOPA_PYENV")
-        .map_or_else(|| PathBuf::from("/opt/kopa-pyenv"), PathBuf::from);
-    let python = venv.join("bin/python3");
-    assert!(
-        python.exists(),
-        "{} is missing: the OIDC tests need the Authlib venv (`scripts/install-deps.sh test`, \
-         which `make test` runs, or set KOPA_PYENV)",
-        python.display()
-    );
-    python
-}
-
 /// An appliance with both test directories and the Authlib client; the RP's port and
 /// secret, for running scenarios against it.
 struct Setup {
@@ -122,7 +108,6 @@ impl Setup {
 
     /// Runs one scenario of `oidc_rp.py` as `who`; its JSON observations.
     async fn rp(&self, scenario: &str, who: &TestUser) -> Value {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/oidc_rp.py");
         let (issuer, login) = (self.issuer(), who.login());
         let (ca, port) = (
             self.kopa.data_dir.join("tls/cert.pem"),
@@ -148,32 +133,9 @@ impl Setup {
         .iter()
         .map(|a| (*a).to_owned())
         .collect();
-        let python = python();
-        // Blocking wait off the runtime: the appliance serves on it meanwhile.
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python)
-                .arg(script)
-                .args(args)
-                .env("PYTHONUTF8", "1")
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "oidc_rp.py {scenario} failed ({}):\n{stderr}",
-            out.status
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "oidc_rp.py {scenario} printed no JSON ({e}):\n{}\n{stderr}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        let out = kopa_tests::run_peer("oidc_rp.py", args).await;
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("oidc_rp.py {scenario} printed no JSON ({e}):\n{out}"))
     }
 }
 

@@ -42,6 +42,46 @@ pub fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs the test peer `tests/peers/<script>` with `args` in the peers' venv
+/// (`$KOPA_PYENV`, default `/opt/kopa-pyenv`, set up by `scripts/install-deps.sh test`),
+/// off the async runtime so an in-process appliance keeps serving. Returns stdout;
+/// panics with stderr when the peer exits non-zero.
+pub async fn run_peer(script: &str, args: Vec<String>) -> String {
+    let venv = std::env::var_os("KOPA_PYENV").map_or_else(
+        || std::path::PathBuf::from("/opt/kopa-pyenv"),
+        std::path::PathBuf::from,
+    );
+    let python = venv.join("bin/python3");
+    assert!(
+        python.exists(),
+        "{} is missing: the peer tests need the venv of `scripts/install-deps.sh test` \
+         (which `make test` runs), or set KOPA_PYENV",
+        python.display()
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(path)
+            .args(args)
+            .env("PYTHONUTF8", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stderr}",
+        out.status
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// SHA-256 fingerprint of the first certificate in a PEM file, as Kopa prints it.
 pub fn pem_fingerprint(path: &Path) -> String {
     use rustls::pki_types::CertificateDer;

@@ -214,6 +214,16 @@ pub const USERS: &[TestUser] = &[
         // Active Directory's NORMAL_ACCOUNT | ACCOUNTDISABLE.
         extra: &[("userAccountControl", "514")],
     },
+    // XML-special characters in the name, for what identity protocols must escape.
+    TestUser {
+        uid: "marta.ozola",
+        municipality: Municipality::Talsi,
+        password: "Ozolu-Birzs-2",
+        given_name: "Mārta \"M&M\"",
+        surname: "<Ozola> & Co",
+        groups: &["Klientu centrs"],
+        extra: &[],
+    },
 ];
 
 /// The test user with this uid.

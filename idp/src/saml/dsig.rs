@@ -106,7 +106,12 @@ fn signed_info(id: &str, digest: &str, standalone: bool) -> String {
         &[("Algorithm", Some(EXC_C14N))],
         "",
     );
-    w.leaf("ds:SignatureMethod", None, &[("Algorithm", Some(RSA_SHA256))], "");
+    w.leaf(
+        "ds:SignatureMethod",
+        None,
+        &[("Algorithm", Some(RSA_SHA256))],
+        "",
+    );
     let uri = format!("#{id}");
     w.open("ds:Reference", None, &[("URI", Some(&uri))]);
     w.open("ds:Transforms", None, &[]);
@@ -251,11 +256,20 @@ fn decode_b64(text: &str) -> Result<Vec<u8>, SigError> {
 fn inclusive_prefixes(method: Node<'_, '_>) -> Vec<String> {
     method
         .children()
-        .find(|n| n.tag_name().name() == "InclusiveNamespaces" && n.tag_name().namespace() == Some(EXC_C14N))
+        .find(|n| {
+            n.tag_name().name() == "InclusiveNamespaces"
+                && n.tag_name().namespace() == Some(EXC_C14N)
+        })
         .and_then(|n| n.attribute("PrefixList"))
         .map(|l| {
             l.split_ascii_whitespace()
-                .map(|p| if p == "#default" { String::new() } else { p.to_owned() })
+                .map(|p| {
+                    if p == "#default" {
+                        String::new()
+                    } else {
+                        p.to_owned()
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -278,7 +292,12 @@ fn prefix_of(qname: &str) -> &str {
 
 /// Exclusive XML Canonicalization 1.0 (without comments) of `node`, leaving out the
 /// subtree `exclude` (the enveloped signature).
-pub fn canonicalize(node: Node<'_, '_>, exclude: Option<NodeId>, prefixes: &[String], out: &mut String) {
+pub fn canonicalize(
+    node: Node<'_, '_>,
+    exclude: Option<NodeId>,
+    prefixes: &[String],
+    out: &mut String,
+) {
     let mut rendered: Vec<(String, String)> = Vec::new();
     element(node, exclude, prefixes, &mut rendered, out);
 }
@@ -301,7 +320,10 @@ fn element(
         }
     }
     for p in inclusive {
-        if node.lookup_namespace_uri(Some(p.as_str()).filter(|p| !p.is_empty())).is_some() {
+        if node
+            .lookup_namespace_uri(Some(p.as_str()).filter(|p| !p.is_empty()))
+            .is_some()
+        {
             used.push(p);
         }
     }

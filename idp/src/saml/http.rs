@@ -40,9 +40,11 @@ fn origin_of(url: &str) -> Option<String> {
 
 fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
     match answer {
-        Answer::ErrorPage { status, message } => {
-            no_store(html(status, pages::request_error(ctx.lang, &message), vec![]))
-        }
+        Answer::ErrorPage { status, message } => no_store(html(
+            status,
+            pages::request_error(ctx.lang, &message),
+            vec![],
+        )),
         Answer::Login { request, force } => {
             let back = format!("/saml/sso/resume?request={request}");
             let mut to = format!(
@@ -64,14 +66,19 @@ fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
             if let Some(r) = &relay_state {
                 fields.push(("RelayState", r.as_str()));
             }
-            let mut resp = no_store(html(200, pages::saml_post(ctx.lang, &action, &fields), vec![]));
+            let mut resp = no_store(html(
+                200,
+                pages::saml_post(ctx.lang, &action, &fields),
+                vec![],
+            ));
             let form_action = origin_of(&action).unwrap_or_else(|| "'none'".into());
             let csp = format!(
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                  form-action {form_action}; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
             );
             if let Ok(v) = HeaderValue::from_str(&csp) {
-                resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+                resp.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, v);
             }
             resp
         }
@@ -195,18 +202,20 @@ pub fn routes(
             );
             r
         });
-    let autopost = warp::path!("saml" / "autopost.js").and(warp::get()).map(|| {
-        let mut r = Response::new(AUTOPOST_JS.into());
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        );
-        r.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=3600"),
-        );
-        r
-    });
+    let autopost = warp::path!("saml" / "autopost.js")
+        .and(warp::get())
+        .map(|| {
+            let mut r = Response::new(AUTOPOST_JS.into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        });
     let sso_get = warp::path!("saml" / "sso")
         .and(warp::get())
         .and(with_saml())

@@ -81,7 +81,10 @@ pub fn parse_sp(xml: &str, now: i64) -> Result<SpMetadata, String> {
                     .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
                     .ok_or_else(|| format!("A {name} has no http(s) Location"))?;
                 let index = match n.attribute("index") {
-                    Some(i) => Some(i.parse().map_err(|_| format!("A {name} index is invalid"))?),
+                    Some(i) => Some(
+                        i.parse()
+                            .map_err(|_| format!("A {name} index is invalid"))?,
+                    ),
                     None => None,
                 };
                 Ok(Endpoint {
@@ -96,7 +99,9 @@ pub fn parse_sp(xml: &str, now: i64) -> Result<SpMetadata, String> {
     };
     let acs = endpoints("AssertionConsumerService")?;
     if !acs.iter().any(|e| e.binding == BINDING_POST) {
-        return Err("The metadata has no AssertionConsumerService with the HTTP-POST binding".into());
+        return Err(
+            "The metadata has no AssertionConsumerService with the HTTP-POST binding".into(),
+        );
     }
     let slo = endpoints("SingleLogoutService")?;
     let mut signing_keys = Vec::new();
@@ -139,15 +144,17 @@ fn certificate_key(node: Node<'_, '_>, now: i64) -> Result<VerifyKey, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| "A signing certificate is not valid base64")?;
-    let (_, cert) =
-        X509Certificate::from_der(&der).map_err(|e| format!("A signing certificate is invalid: {e}"))?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| format!("A signing certificate is invalid: {e}"))?;
     let subject = cert.subject().to_string();
     let validity = cert.validity();
     if validity.not_after.timestamp() < now {
         return Err(format!("The signing certificate {subject} has expired"));
     }
     if validity.not_before.timestamp() > now {
-        return Err(format!("The signing certificate {subject} is not valid yet"));
+        return Err(format!(
+            "The signing certificate {subject} is not valid yet"
+        ));
     }
     match cert.public_key().parsed() {
         Ok(PublicKey::RSA(rsa)) => {
@@ -202,7 +209,9 @@ pub fn idp_metadata(
         None,
         &[("protocolSupportEnumeration", Some(PROTOCOL))],
     );
-    for cert in std::iter::once(signer.certificate_b64()).chain(extra_certificates.iter().map(String::as_str)) {
+    for cert in std::iter::once(signer.certificate_b64())
+        .chain(extra_certificates.iter().map(String::as_str))
+    {
         w.open("md:KeyDescriptor", None, &[("use", Some("signing"))]);
         w.open("ds:KeyInfo", Some(("ds", NS_DSIG)), &[]);
         w.open("ds:X509Data", None, &[]);

@@ -201,10 +201,17 @@ impl Provider {
     }
 
     pub(crate) async fn refuse(
-        &self, sp: &str, origin: &Origin, reason: &str, status: u16, message: String) -> Answer {
+        &self,
+        sp: &str,
+        origin: &Origin,
+        reason: &str,
+        status: u16,
+        message: String,
+    ) -> Answer {
         let mut e = self.event("saml-request", Outcome::Failure, sp, origin);
         e.reason = Some(reason.into());
-        e.details.insert("error".into(), message.chars().take(512).collect());
+        e.details
+            .insert("error".into(), message.chars().take(512).collect());
         if let Err(err) = self.audit.append(e).await {
             tracing::error!(error = %err, "could not record a refused SAML request");
         }
@@ -212,12 +219,18 @@ impl Provider {
     }
 
     /// Handles an `AuthnRequest` that arrived at `/saml/sso`.
-    pub async fn sso(&self, incoming: Incoming, session: Option<Session>, origin: &Origin) -> Answer {
+    pub async fn sso(
+        &self,
+        incoming: Incoming,
+        session: Option<Session>,
+        origin: &Origin,
+    ) -> Answer {
         match self.check_request(&incoming) {
-            Ok((sp, req)) => self.accept(sp, req, incoming.relay_state, session, origin).await,
-            Err((sp, reason, message)) => {
-                self.refuse(&sp, origin, reason, 400, message).await
+            Ok((sp, req)) => {
+                self.accept(sp, req, incoming.relay_state, session, origin)
+                    .await
             }
+            Err((sp, reason, message)) => self.refuse(&sp, origin, reason, 400, message).await,
         }
     }
 
@@ -228,21 +241,27 @@ impl Provider {
         incoming: &Incoming,
     ) -> Result<(Arc<ServiceProvider>, AuthnRequest), (String, &'static str, String)> {
         let unknown = String::new();
-        let doc = request::parse(&incoming.xml)
-            .map_err(|e| (unknown.clone(), "malformed", e.0))?;
+        let doc = request::parse(&incoming.xml).map_err(|e| (unknown.clone(), "malformed", e.0))?;
         let root = doc.root_element();
         let req = request::authn_request(root).map_err(|e| (unknown.clone(), "malformed", e.0))?;
         let issuer = req.common.issuer.clone();
         let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
-        let sp = self
-            .sps
-            .get(&issuer)
-            .cloned()
-            .ok_or_else(|| fail("unknown_sp", "The service provider is not registered with this identity provider.".into()))?;
+        let sp = self.sps.get(&issuer).cloned().ok_or_else(|| {
+            fail(
+                "unknown_sp",
+                "The service provider is not registered with this identity provider.".into(),
+            )
+        })?;
         let signed = match (&incoming.query_signature, incoming.post) {
             (Some(q), false) => {
-                if root.descendants().any(|n| n.has_tag_name((xml::NS_DSIG, "Signature"))) {
-                    return Err(fail("bad_signature", "A Redirect-binding request must not carry an XML signature.".into()));
+                if root
+                    .descendants()
+                    .any(|n| n.has_tag_name((xml::NS_DSIG, "Signature")))
+                {
+                    return Err(fail(
+                        "bad_signature",
+                        "A Redirect-binding request must not carry an XML signature.".into(),
+                    ));
                 }
                 verify_query(&sp, q).map_err(|e| fail("bad_signature", e.0))?;
                 true
@@ -252,14 +271,23 @@ impl Provider {
                 .map_err(|e| fail("bad_signature", e.0))?,
         };
         if !signed && sp.requires_signed_requests() {
-            return Err(fail("unsigned", "This service provider's requests must be signed.".into()));
+            return Err(fail(
+                "unsigned",
+                "This service provider's requests must be signed.".into(),
+            ));
         }
         match &req.common.destination {
             Some(d) if *d != self.endpoints.sso => {
-                return Err(fail("wrong_destination", format!("The request is addressed to {d}, not to this identity provider.")));
+                return Err(fail(
+                    "wrong_destination",
+                    format!("The request is addressed to {d}, not to this identity provider."),
+                ));
             }
             None if signed => {
-                return Err(fail("wrong_destination", "A signed request must name its Destination.".into()));
+                return Err(fail(
+                    "wrong_destination",
+                    "A signed request must name its Destination.".into(),
+                ));
             }
             _ => {}
         }
@@ -268,7 +296,10 @@ impl Provider {
             .as_deref()
             .is_some_and(|b| b != BINDING_POST)
         {
-            return Err(fail("unsupported_binding", "Only the HTTP-POST binding is supported for responses.".into()));
+            return Err(fail(
+                "unsupported_binding",
+                "Only the HTTP-POST binding is supported for responses.".into(),
+            ));
         }
         Ok((sp, req))
     }
@@ -282,14 +313,20 @@ impl Provider {
                 .clone()
                 .find(|e| e.location == *url)
                 .map(|e| e.location.clone())
-                .ok_or_else(|| "The AssertionConsumerServiceURL is not in the service provider's metadata.".to_owned());
+                .ok_or_else(|| {
+                    "The AssertionConsumerServiceURL is not in the service provider's metadata."
+                        .to_owned()
+                });
         }
         if let Some(index) = req.acs_index {
             return post
                 .clone()
                 .find(|e| e.index == Some(index))
                 .map(|e| e.location.clone())
-                .ok_or_else(|| "The AssertionConsumerServiceIndex is not in the service provider's metadata.".to_owned());
+                .ok_or_else(|| {
+                    "The AssertionConsumerServiceIndex is not in the service provider's metadata."
+                        .to_owned()
+                });
         }
         post.clone()
             .find(|e| e.is_default)
@@ -308,7 +345,11 @@ impl Provider {
     ) -> Answer {
         let acs = match Self::acs(&sp, &req) {
             Ok(acs) => acs,
-            Err(message) => return self.refuse(sp.name(), origin, "unknown_acs", 400, message).await,
+            Err(message) => {
+                return self
+                    .refuse(sp.name(), origin, "unknown_acs", 400, message)
+                    .await;
+            }
         };
         let now = self.now_secs();
         let mut pending = Pending {
@@ -327,26 +368,47 @@ impl Provider {
         let t = req.common.issue_instant;
         if t > now + skew || t < now - max_age - skew {
             return self
-                .status(&pending, origin, "expired", response::REQUESTER, Some(response::REQUEST_DENIED), "The request is too old or from the future.")
+                .status(
+                    &pending,
+                    origin,
+                    "expired",
+                    response::REQUESTER,
+                    Some(response::REQUEST_DENIED),
+                    "The request is too old or from the future.",
+                )
                 .await;
         }
         if !self.remember(&req.common.issuer, &req.common.id, now + max_age + 2 * skew) {
             return self
-                .status(&pending, origin, "replayed", response::REQUESTER, Some(response::REQUEST_DENIED), "This request was already used.")
+                .status(
+                    &pending,
+                    origin,
+                    "replayed",
+                    response::REQUESTER,
+                    Some(response::REQUEST_DENIED),
+                    "This request was already used.",
+                )
                 .await;
         }
         match req.name_id_format.as_deref() {
             None | Some("urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified") => {}
-            Some(urn) => match NameIdFormat::from_urn(urn) {
-                Some(f) if f == sp.config.name_id_format || f == NameIdFormat::Transient => {
-                    pending.name_id_format = f;
-                }
-                _ => {
-                    return self
+            Some(urn) => {
+                match NameIdFormat::from_urn(urn) {
+                    // What the provider is configured for, or an identifier that cannot
+                    // correlate the user across providers (transient, pairwise persistent).
+                    Some(f)
+                        if f == sp.config.name_id_format
+                            || matches!(f, NameIdFormat::Transient | NameIdFormat::Persistent) =>
+                    {
+                        pending.name_id_format = f;
+                    }
+                    _ => {
+                        return self
                         .status(&pending, origin, "name_id_policy", response::REQUESTER, Some(response::INVALID_NAME_ID_POLICY), "The requested NameID format is not released to this service provider.")
                         .await;
+                    }
                 }
-            },
+            }
         }
         self.proceed(pending, session, origin).await
     }
@@ -374,8 +436,15 @@ impl Provider {
         match session {
             Some(s) if fresh(&s) => self.issue(&pending, &s, origin).await,
             _ if pending.passive => {
-                self.status(&pending, origin, "no_passive", response::RESPONDER, Some(response::NO_PASSIVE), "The user is not signed in.")
-                    .await
+                self.status(
+                    &pending,
+                    origin,
+                    "no_passive",
+                    response::RESPONDER,
+                    Some(response::NO_PASSIVE),
+                    "The user is not signed in.",
+                )
+                .await
             }
             _ => {
                 let force = pending.force;
@@ -397,17 +466,29 @@ impl Provider {
 
     /// Continues a request parked for sign-in.
     pub async fn resume(&self, request: &str, session: Option<Session>, origin: &Origin) -> Answer {
-        let pending = lock(&self.pending).remove(request).filter(|p| {
-            self.clock.now_millis().saturating_sub(p.created_ms) < PENDING_TTL_MS
-        });
+        let pending = lock(&self.pending)
+            .remove(request)
+            .filter(|p| self.clock.now_millis().saturating_sub(p.created_ms) < PENDING_TTL_MS);
         let Some(pending) = pending else {
             return Answer::ErrorPage {
                 status: 400,
-                message: "This sign-in request has expired. Please start again from the application.".into(),
+                message:
+                    "This sign-in request has expired. Please start again from the application."
+                        .into(),
             };
         };
         match session {
-            Some(s) => self.proceed(Pending { passive: true, ..pending }, Some(s), origin).await,
+            Some(s) => {
+                self.proceed(
+                    Pending {
+                        passive: true,
+                        ..pending
+                    },
+                    Some(s),
+                    origin,
+                )
+                .await
+            }
             None => self.proceed(pending, None, origin).await,
         }
     }
@@ -422,23 +503,63 @@ impl Provider {
     ) -> Answer {
         let Some(sp) = self.sps.get(entity_id).cloned() else {
             return self
-                .refuse(entity_id, origin, "unknown_sp", 404, "The service provider is not registered with this identity provider.".into())
+                .refuse(
+                    entity_id,
+                    origin,
+                    "unknown_sp",
+                    404,
+                    "The service provider is not registered with this identity provider.".into(),
+                )
                 .await;
         };
         if !sp.config.allow_idp_initiated {
             return self
-                .refuse(entity_id, origin, "idp_initiated_refused", 403, "This service provider does not accept sign-in started here.".into())
+                .refuse(
+                    entity_id,
+                    origin,
+                    "idp_initiated_refused",
+                    403,
+                    "This service provider does not accept sign-in started here.".into(),
+                )
                 .await;
         }
-        if relay_state.as_ref().is_some_and(|r| r.len() > request::MAX_RELAY_STATE) {
-            return self.refuse(entity_id, origin, "malformed", 400, "RelayState is too long.".into()).await;
+        if relay_state
+            .as_ref()
+            .is_some_and(|r| r.len() > request::MAX_RELAY_STATE)
+        {
+            return self
+                .refuse(
+                    entity_id,
+                    origin,
+                    "malformed",
+                    400,
+                    "RelayState is too long.".into(),
+                )
+                .await;
         }
-        let acs = match Self::acs(&sp, &AuthnRequest {
-            common: request::Common { id: String::new(), issuer: String::new(), issue_instant: 0, destination: None },
-            acs_url: None, acs_index: None, protocol_binding: None, name_id_format: None, force_authn: false, is_passive: false,
-        }) {
+        let acs = match Self::acs(
+            &sp,
+            &AuthnRequest {
+                common: request::Common {
+                    id: String::new(),
+                    issuer: String::new(),
+                    issue_instant: 0,
+                    destination: None,
+                },
+                acs_url: None,
+                acs_index: None,
+                protocol_binding: None,
+                name_id_format: None,
+                force_authn: false,
+                is_passive: false,
+            },
+        ) {
             Ok(acs) => acs,
-            Err(message) => return self.refuse(entity_id, origin, "unknown_acs", 400, message).await,
+            Err(message) => {
+                return self
+                    .refuse(entity_id, origin, "unknown_acs", 400, message)
+                    .await;
+            }
         };
         let pending = Pending {
             name_id_format: sp.config.name_id_format,
@@ -492,12 +613,26 @@ impl Provider {
             && s.data.tenant.as_ref().map(|x| x.as_str()) != Some(t.as_str())
         {
             return self
-                .status(p, origin, "wrong_tenant", response::RESPONDER, Some(response::REQUEST_DENIED), "Your account may not sign in to this service.")
+                .status(
+                    p,
+                    origin,
+                    "wrong_tenant",
+                    response::RESPONDER,
+                    Some(response::REQUEST_DENIED),
+                    "Your account may not sign in to this service.",
+                )
                 .await;
         }
         let Some(name_id) = self.name_id(sp, p.name_id_format, s) else {
             return self
-                .status(p, origin, "name_id_unavailable", response::RESPONDER, Some(response::INVALID_NAME_ID_POLICY), "The account has no value for the NameID format.")
+                .status(
+                    p,
+                    origin,
+                    "name_id_unavailable",
+                    response::RESPONDER,
+                    Some(response::INVALID_NAME_ID_POLICY),
+                    "The account has no value for the NameID format.",
+                )
                 .await;
         };
         let now = self.now_secs();
@@ -526,7 +661,14 @@ impl Provider {
                 .attributes
                 .iter()
                 .zip(values)
-                .map(|(a, v)| (a.name.as_str(), a.name_format.as_deref(), a.friendly_name.as_deref(), v))
+                .map(|(a, v)| {
+                    (
+                        a.name.as_str(),
+                        a.name_format.as_deref(),
+                        a.friendly_name.as_deref(),
+                        v,
+                    )
+                })
                 .collect(),
         };
         let env = Envelope {
@@ -541,8 +683,12 @@ impl Provider {
         e.tenant = s.data.tenant.clone();
         e.user_resolved = Some(s.data.subject.clone());
         e.session_id = Some(s.id.clone());
-        e.details.insert("name_id_format".into(), p.name_id_format.urn().into());
-        e.details.insert("initiated_by".into(), if p.request_id.is_some() { "sp" } else { "idp" }.into());
+        e.details
+            .insert("name_id_format".into(), p.name_id_format.urn().into());
+        e.details.insert(
+            "initiated_by".into(),
+            if p.request_id.is_some() { "sp" } else { "idp" }.into(),
+        );
         if let Err(err) = self.audit.append(e).await {
             tracing::error!(error = %err, "could not record a SAML assertion; not sending it");
             return Answer::ErrorPage {
@@ -604,7 +750,10 @@ impl Provider {
 
     /// The service providers session `sid` signed in to.
     pub fn participants(&self, sid: &str) -> Vec<Participant> {
-        lock(&self.participants).get(sid).cloned().unwrap_or_default()
+        lock(&self.participants)
+            .get(sid)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

@@ -66,7 +66,10 @@ pub fn from_redirect(raw_query: &str, field: &str) -> Result<Incoming, SigError>
             _ => continue,
         };
         if slot.replace(value).is_some() {
-            return Err(bad(format!("Parameter {} is repeated", decode_component(key))));
+            return Err(bad(format!(
+                "Parameter {} is repeated",
+                decode_component(key)
+            )));
         }
     }
     let raw_message = message.ok_or_else(|| bad(format!("The request has no {field}")))?;
@@ -76,8 +79,10 @@ pub fn from_redirect(raw_query: &str, field: &str) -> Result<Incoming, SigError>
     let deflated = B64
         .decode(decode_component(raw_message).replace(['\r', '\n', ' '], ""))
         .map_err(|_| bad("The SAML message is not valid base64"))?;
-    let inflated = miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, MAX_XML)
-        .map_err(|_| bad("The SAML message is not valid DEFLATE data, or too large once inflated"))?;
+    let inflated =
+        miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, MAX_XML).map_err(|_| {
+            bad("The SAML message is not valid DEFLATE data, or too large once inflated")
+        })?;
     let xml = String::from_utf8(inflated).map_err(|_| bad("The SAML message is not UTF-8"))?;
     let relay_state = relay.map(decode_component);
     check_relay_state(relay_state.as_deref())?;
@@ -291,7 +296,12 @@ mod tests {
     fn bad_redirects_are_refused() {
         assert!(from_redirect("RelayState=x", "SAMLRequest").is_err());
         let q = format!("SAMLRequest={0}&SAMLRequest={0}", deflate_b64("<x/>"));
-        assert!(from_redirect(&q, "SAMLRequest").unwrap_err().0.contains("repeated"));
+        assert!(
+            from_redirect(&q, "SAMLRequest")
+                .unwrap_err()
+                .0
+                .contains("repeated")
+        );
         assert!(from_redirect("SAMLRequest=%%%", "SAMLRequest").is_err());
         let bomb = "<a>".to_owned() + &"x".repeat(MAX_XML + 10) + "</a>";
         let q = format!("SAMLRequest={}", deflate_b64(&bomb));

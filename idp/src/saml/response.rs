@@ -102,7 +102,11 @@ fn assertion(signer: &Signer, env: &Envelope<'_>, st: &Statement<'_>, sign: bool
         ],
         st.name_id,
     );
-    w.open("saml:SubjectConfirmation", None, &[("Method", Some(BEARER))]);
+    w.open(
+        "saml:SubjectConfirmation",
+        None,
+        &[("Method", Some(BEARER))],
+    );
     w.leaf(
         "saml:SubjectConfirmationData",
         None,

@@ -156,7 +156,12 @@ mod tests {
             Some(("saml", NS_ASSERTION)),
             &[("Version", Some("2.0")), ("ID", Some("_1")), ("X", None)],
         );
-        w.leaf("saml:B", None, &[("Name", Some("a\"<&\n"))], "Bērziņa & <Co> \r\u{1}");
+        w.leaf(
+            "saml:B",
+            None,
+            &[("Name", Some("a\"<&\n"))],
+            "Bērziņa & <Co> \r\u{1}",
+        );
         w.close("saml:A");
         assert_eq!(
             w.finish(),
