@@ -451,8 +451,7 @@ fn now_instant() -> String {
 fn posted_status(body: &[u8]) -> String {
     let html = String::from_utf8_lossy(body);
     let b64 = hidden(&html, "SAMLResponse").expect("a SAMLResponse form");
-    let xml = String::from_utf8(B64.decode(b64).unwrap()).unwrap();
-    xml
+    String::from_utf8(B64.decode(b64).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,9 +614,7 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
             authn_xml(&open.entity, "_x1", &now_instant(), &sso, &open.acs())
                 .replace("<saml:Issuer>", "<saml:Issuer>&x;")
         ),
-        format!(
-            "<!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\"><!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">]><l>&d;&d;&d;&d;</l>"
-        ),
+        "<!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\"><!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">]><l>&d;&d;&d;&d;</l>".to_owned(),
     ] {
         let r = setup
             .get(&format!("/saml/sso?{}", redirect_query(&hostile)))

@@ -21,7 +21,7 @@ use kopa_core::Clock;
 use kopa_store::audit::{AuditEvent, AuditLog, Category, Outcome};
 use metadata::{BINDING_POST, IdpEndpoints, SpMetadata};
 use request::{AuthnRequest, Incoming};
-use response::{Envelope, Statement};
+use response::{Envelope, Released, Statement};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -661,13 +661,11 @@ impl Provider {
                 .attributes
                 .iter()
                 .zip(values)
-                .map(|(a, v)| {
-                    (
-                        a.name.as_str(),
-                        a.name_format.as_deref(),
-                        a.friendly_name.as_deref(),
-                        v,
-                    )
+                .map(|(a, values)| Released {
+                    name: &a.name,
+                    name_format: a.name_format.as_deref(),
+                    friendly_name: a.friendly_name.as_deref(),
+                    values,
                 })
                 .collect(),
         };

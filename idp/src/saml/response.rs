@@ -63,8 +63,18 @@ pub struct Statement<'a> {
     pub authn_context: &'a str,
     pub not_on_or_after: i64,
     pub not_before: i64,
-    /// (Name, NameFormat, FriendlyName, values).
-    pub attributes: Vec<(&'a str, Option<&'a str>, Option<&'a str>, Vec<String>)>,
+    /// Attributes released, in order; those without values are left out.
+    pub attributes: Vec<Released<'a>>,
+}
+
+/// One released attribute.
+#[derive(Debug, Clone)]
+pub struct Released<'a> {
+    pub name: &'a str,
+    /// `NameFormat`; the URI format when unset.
+    pub name_format: Option<&'a str>,
+    pub friendly_name: Option<&'a str>,
+    pub values: Vec<String>,
 }
 
 fn issuer(w: &mut Writer, idp: &str, declare: bool) {
@@ -143,20 +153,24 @@ fn assertion(signer: &Signer, env: &Envelope<'_>, st: &Statement<'_>, sign: bool
     w.leaf("saml:AuthnContextClassRef", None, &[], st.authn_context);
     w.close("saml:AuthnContext");
     w.close("saml:AuthnStatement");
-    let released: Vec<_> = st.attributes.iter().filter(|a| !a.3.is_empty()).collect();
+    let released: Vec<_> = st
+        .attributes
+        .iter()
+        .filter(|a| !a.values.is_empty())
+        .collect();
     if !released.is_empty() {
         w.open("saml:AttributeStatement", None, &[]);
-        for (name, format, friendly, values) in released {
+        for a in released {
             w.open(
                 "saml:Attribute",
                 None,
                 &[
-                    ("FriendlyName", *friendly),
-                    ("Name", Some(name)),
-                    ("NameFormat", Some(format.unwrap_or(URI_FORMAT))),
+                    ("FriendlyName", a.friendly_name),
+                    ("Name", Some(a.name)),
+                    ("NameFormat", Some(a.name_format.unwrap_or(URI_FORMAT))),
                 ],
             );
-            for v in values {
+            for v in &a.values {
                 w.leaf("saml:AttributeValue", None, &[], v);
             }
             w.close("saml:Attribute");

@@ -5,6 +5,8 @@
 //! (keep-alive HTTP/2), next to a plain ldap3 search+bind client with the same pool size
 //! against the same slapd, in the same run.
 //! `kopa-bench sessions [COUNT]`: resident memory added by COUNT stored SSO sessions.
+//! `kopa-bench saml [SECONDS]`: signed SAML Responses per second on one thread next to raw
+//! RSA-2048 signatures per second on one thread, in the same run.
 //! `kopa-bench token [SECONDS] [CLIENTS]`: `client_credentials` grants per second at the
 //! token endpoint, ES256 and RS256, over keep-alive HTTP/1.1 and over a new TLS connection
 //! per request, next to the raw signature rate of the same algorithms (aws-lc-rs, every
@@ -344,6 +346,93 @@ async fn token_bench(seconds: u64, clients: usize) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// Signed SAML Responses (Assertion signed, five attributes) built per second on one
+/// thread, next to raw RSA-2048 signatures per second on one thread, alternating twice so
+/// both see the same machine.
+fn saml_bench(seconds: f64) -> serde_json::Value {
+    use kopa_idp::saml::response::{self, Envelope, Released, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = kopa_idp::SigningKeys::load_or_generate(dir.path()).unwrap();
+    let signer =
+        kopa_idp::saml::Signer::new(keys.saml.pem.expose(), &keys.saml_certificate_pem).unwrap();
+    let values = |v: &str| vec![v.to_owned()];
+    let responses_per_s = || {
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut n = 0u64;
+        let mut bytes = 0usize;
+        while Instant::now() < deadline {
+            let now = 1_800_000_000;
+            let env = Envelope {
+                idp_entity: "https://kopa.example.lv/saml/metadata",
+                sp_entity: "https://dv.ventspils.lv/saml",
+                acs: "https://dv.ventspils.lv/saml/acs",
+                in_response_to: Some("_4f1c2d3e4b5a69788796a5b4c3d2e1f0"),
+                now,
+            };
+            let st = Statement {
+                name_id: "q7ZJpWcK0m1vXl9nH3rTfA2sYbUe",
+                name_id_format: kopa_config::NameIdFormat::Persistent.urn(),
+                session_index: "4d2f0c9a8b7e6d5c",
+                authn_instant: now - 60,
+                authn_context: response::PASSWORD_PROTECTED,
+                not_before: now - 120,
+                not_on_or_after: now + 300,
+                attributes: vec![
+                    Released {
+                        name: "urn:oid:2.16.840.1.113730.3.1.241",
+                        name_format: None,
+                        friendly_name: Some("displayName"),
+                        values: values("Anna Bērziņa"),
+                    },
+                    Released {
+                        name: "urn:oid:0.9.2342.19200300.100.1.3",
+                        name_format: None,
+                        friendly_name: Some("mail"),
+                        values: values("anna.berzina@ventspils.lv"),
+                    },
+                    Released {
+                        name: "urn:oid:2.5.4.42",
+                        name_format: None,
+                        friendly_name: Some("givenName"),
+                        values: values("Anna"),
+                    },
+                    Released {
+                        name: "urn:oid:2.5.4.4",
+                        name_format: None,
+                        friendly_name: Some("sn"),
+                        values: values("Bērziņa"),
+                    },
+                    Released {
+                        name: "urn:oid:1.3.6.1.4.1.5923.1.1.1.7",
+                        name_format: None,
+                        friendly_name: Some("eduPersonEntitlement"),
+                        values: vec!["specialist".into(), "supervisor".into()],
+                    },
+                ],
+            };
+            bytes =
+                response::success(&signer, &env, &st, kopa_config::SamlSigning::Assertion).len();
+            n += 1;
+        }
+        (n as f64 / seconds, bytes)
+    };
+    let mut raw = 0.0;
+    let mut signed = 0.0;
+    let mut size = 0;
+    for _ in 0..2 {
+        raw += raw_signature_rate(kopa_config::SigningAlg::RS256, seconds, 1) / 2.0;
+        let (rate, bytes) = responses_per_s();
+        signed += rate / 2.0;
+        size = bytes;
+    }
+    serde_json::json!({
+        "responses_per_s": signed,
+        "raw_rsa2048_per_s": raw,
+        "ratio": signed / raw,
+        "response_bytes": size,
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -355,9 +444,10 @@ fn main() {
         Some("login") => rt.block_on(login_bench(num(1, 5), num(2, 16) as usize)),
         Some("sessions") => rt.block_on(sessions_bench(num(1, 100_000) as usize)),
         Some("token") => rt.block_on(token_bench(num(1, 5), num(2, 16) as usize)),
+        Some("saml") => saml_bench(num(1, 3) as f64),
         _ => {
             eprintln!(
-                "usage: kopa-bench login [SECONDS] [CLIENTS] | sessions [COUNT] | token [SECONDS] [CLIENTS]"
+                "usage: kopa-bench login [SECONDS] [CLIENTS] | sessions [COUNT] | token [SECONDS] [CLIENTS] | saml [SECONDS]"
             );
             std::process::exit(2);
         }
