@@ -602,6 +602,37 @@ impl Login {
         let Some(session) = self.sessions.end(token).await? else {
             return Ok(None);
         };
+        self.logged_out(session, ip, user_agent, None)
+            .await
+            .map(Some)
+    }
+
+    /// Ends session `id` of `subject` because the user logged out at a service provider
+    /// (SAML Single Logout, where the cookie may not come along). Returns the ended session.
+    pub async fn logout_by_id(
+        &self,
+        subject: &str,
+        id: &str,
+        ip: IpAddr,
+        user_agent: &str,
+        method: &str,
+    ) -> Result<Option<Session>, IdpError> {
+        let Some(session) = self.sessions.revoke(subject, id).await? else {
+            return Ok(None);
+        };
+        self.logged_out(session, ip, user_agent, Some(method))
+            .await
+            .map(Some)
+    }
+
+    /// Records a user's logout and tells the listeners the session ended.
+    async fn logged_out(
+        &self,
+        session: Session,
+        ip: IpAddr,
+        user_agent: &str,
+        method: Option<&str>,
+    ) -> Result<Session, IdpError> {
         let mut ev = event(
             Category::Session,
             "logout",
@@ -612,9 +643,10 @@ impl Login {
         ev.user_resolved = Some(session.data.subject.clone());
         ev.tenant = session.data.tenant.clone();
         ev.session_id = Some(session.id.clone());
+        ev.method = method.map(str::to_owned);
         self.record(ev).await?;
         self.tell_ended(&session.id, &session.data.subject);
-        Ok(Some(session))
+        Ok(session)
     }
 
     /// An administrator's revocation of one session (`id`) or all (`None`) of `subject`.

@@ -303,6 +303,7 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
 
     let marta = user("marta.ozola");
     let mut persistent = Vec::new();
+    let mut signed_in = std::collections::HashMap::new();
     for (i, sp) in setup.sps.iter().enumerate() {
         for binding in ["redirect", "post"] {
             let jar = format!("jar-{i}-{binding}");
@@ -324,6 +325,7 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
             );
             let xml = r["response_xml"].as_str().unwrap();
             assert!(xml.contains("PasswordProtectedTransport"));
+            signed_in.insert(jar.clone(), r.clone());
             assert!(xmlsec_verify(
                 &setup,
                 xml,
@@ -401,7 +403,56 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
         .await;
     assert_eq!(refused.status, 403);
 
+    // Single Logout from pysaml2 (Redirect binding): the session had a second provider,
+    // which was not told, so the answer reports PartialLogout; then the session is gone.
+    let logout = |i: usize, jar: &str, binding: &'static str| {
+        let r = &signed_in[jar];
+        let args: Vec<String> = [
+            "--ca",
+            &ca,
+            "--cookie-jar",
+            setup.dir.path().join(jar).to_str().unwrap(),
+            "--binding",
+            binding,
+            "--name-id",
+            r["name_id"].as_str().unwrap(),
+            "--name-id-format",
+            r["name_id_format"].as_str().unwrap(),
+            "--session-index",
+            r["session_index"].as_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let setup = &setup;
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            setup.peer(&setup.sps[i], "logout", &a).await
+        }
+    };
+    let out = logout(0, "jar-0-redirect", "redirect").await;
+    assert_eq!(out["ok"], true, "{out:#}");
+    assert_eq!(
+        out["status_code"],
+        "urn:oasis:names:tc:SAML:2.0:status:Success"
+    );
+    assert_eq!(
+        out["sub_status_code"], "urn:oasis:names:tc:SAML:2.0:status:PartialLogout",
+        "{out:#}"
+    );
+    assert_eq!(out["in_response_to"], out["request_id"]);
+    let r = setup
+        .login(&setup.sps[2], "redirect", marta, "jar-0-redirect")
+        .await;
+    assert_eq!(r["form_shown"], true, "the session ended: {r:#}");
+    // From pysaml2 over the POST binding, in a session with no other provider: Success.
+    let out = logout(1, "jar-1-post", "post").await;
+    assert_eq!(out["ok"], true, "{out:#}");
+    assert!(out["sub_status_code"].is_null(), "{out:#}");
+    assert_eq!(out["in_response_to"], out["request_id"]);
+
     let records = kopa_tests::audit_records(&setup.kopa.data_dir);
+    assert!(records.iter().any(|r| r["event.action"] == "saml-logout"));
     let issued = records
         .iter()
         .filter(|r| r["event.action"] == "saml-assertion-issued")

@@ -40,6 +40,7 @@ fn origin_of(url: &str) -> Option<String> {
 
 fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
     match answer {
+        Answer::Redirect(to) => no_store(redirect(&to, vec![])),
         Answer::ErrorPage { status, message } => no_store(html(
             status,
             pages::request_error(ctx.lang, &message),
@@ -101,10 +102,15 @@ async fn sso_post(
     ctx: Ctx,
     body: Bytes,
 ) -> warp::reply::Response {
+    sso(saml, login, ctx, posted(&body)).await
+}
+
+/// `SAMLRequest` and `RelayState` of a POST-binding form.
+fn posted(body: &[u8]) -> Result<Incoming, super::SigError> {
     let mut message = None;
     let mut relay = None;
     let mut repeated = false;
-    for (k, v) in url::form_urlencoded::parse(&body) {
+    for (k, v) in url::form_urlencoded::parse(body) {
         let slot = match k.as_ref() {
             "SAMLRequest" => &mut message,
             "RelayState" => &mut relay,
@@ -112,12 +118,26 @@ async fn sso_post(
         };
         repeated |= slot.replace(v.into_owned()).is_some();
     }
-    let incoming = if repeated {
-        Err(super::SigError("A form field is repeated".into()))
-    } else {
-        request::from_post(message.as_deref(), relay.as_deref())
+    if repeated {
+        return Err(super::SigError("A form field is repeated".into()));
+    }
+    request::from_post(message.as_deref(), relay.as_deref())
+}
+
+async fn slo(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+    ctx: Ctx,
+    incoming: Result<Incoming, super::SigError>,
+) -> warp::reply::Response {
+    let result = match incoming {
+        Ok(incoming) => {
+            let session = current_session(&login, &ctx).await;
+            saml.logout(incoming, session, &origin(&ctx), &login).await
+        }
+        Err(e) => saml.refuse("", &origin(&ctx), "malformed", 400, e.0).await,
     };
-    sso(saml, login, ctx, incoming).await
+    answer(&ctx, result)
 }
 
 async fn sso(
@@ -244,6 +264,27 @@ pub fn routes(
         .and(ctx())
         .and(warp::query::<InitQuery>())
         .then(initiate);
+    let slo_get = warp::path!("saml" / "slo")
+        .and(warp::get())
+        .and(with_saml())
+        .and(with_login())
+        .and(ctx())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(|saml, login, ctx, raw: String| {
+            slo(
+                saml,
+                login,
+                ctx,
+                request::from_redirect(&raw, "SAMLRequest"),
+            )
+        });
+    let slo_post = warp::path!("saml" / "slo")
+        .and(warp::post())
+        .and(with_saml())
+        .and(with_login())
+        .and(ctx())
+        .and(warp::body::content_length_limit(BODY_LIMIT).and(warp::body::bytes()))
+        .then(|saml, login, ctx, body: Bytes| slo(saml, login, ctx, posted(&body)));
     metadata
         .or(autopost)
         .unify()
@@ -254,5 +295,9 @@ pub fn routes(
         .or(resume_get)
         .unify()
         .or(init_get)
+        .unify()
+        .or(slo_get)
+        .unify()
+        .or(slo_post)
         .unify()
 }

@@ -30,6 +30,8 @@ const PENDING_TTL_MS: u64 = 10 * 60 * 1000;
 /// Most remembered request IDs; beyond this new requests are refused until old ones age
 /// out, so a flood cannot grow memory without bound.
 const MAX_SEEN: usize = 200_000;
+/// Most sessions whose SAML participants are remembered for Single Logout.
+const MAX_TRACKED_SESSIONS: usize = 100_000;
 /// Most requests parked for sign-in at once.
 const MAX_PENDING: usize = 50_000;
 
@@ -77,6 +79,8 @@ pub enum Answer {
     ErrorPage { status: u16, message: String },
     /// The user must sign in, then come back to `/saml/sso/resume?request=…`.
     Login { request: String, force: bool },
+    /// Send the browser here (a Redirect-binding message to the service provider).
+    Redirect(String),
     /// Auto-post `SAMLResponse` to the service provider.
     Post {
         action: String,
@@ -101,6 +105,7 @@ struct Pending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
     pub sp: String,
+    pub subject: String,
     pub name_id: String,
     pub name_id_format: String,
 }
@@ -696,9 +701,19 @@ impl Provider {
         }
         {
             let mut parts = lock(&self.participants);
+            if parts.len() >= MAX_TRACKED_SESSIONS {
+                // Sessions that ended without a SAML logout leave entries behind; the
+                // oldest half goes (its providers can still log out, as already ended).
+                let mut ids: Vec<String> = parts.keys().cloned().collect();
+                ids.sort_unstable();
+                for id in ids.into_iter().take(MAX_TRACKED_SESSIONS / 2) {
+                    parts.remove(&id);
+                }
+            }
             let list = parts.entry(s.id.clone()).or_default();
             let who = Participant {
                 sp: sp.meta.entity_id.clone(),
+                subject: s.data.subject.clone(),
                 name_id: name_id.clone(),
                 name_id_format: p.name_id_format.urn().to_owned(),
             };
@@ -744,6 +759,191 @@ impl Provider {
             response_b64: base64::engine::general_purpose::STANDARD.encode(xml),
             relay_state: p.relay_state.clone(),
         }
+    }
+
+    /// Handles a `LogoutRequest` that arrived at `/saml/slo`: ends the SSO session it
+    /// names (which also sends OIDC back-channel logout tokens), then answers the
+    /// initiator with `Success`, or `Success`/`PartialLogout` when other SAML providers of
+    /// the session were not told (front-channel propagation is not done yet).
+    pub async fn logout(
+        &self,
+        incoming: Incoming,
+        session: Option<Session>,
+        origin: &Origin,
+        login: &crate::login::Login,
+    ) -> Answer {
+        let checked = self.check_logout(&incoming);
+        let (sp, req) = match checked {
+            Ok(ok) => ok,
+            Err((sp, reason, message)) => {
+                return self.refuse(&sp, origin, reason, 400, message).await;
+            }
+        };
+        let Some(endpoint) = sp
+            .meta
+            .slo
+            .iter()
+            .find(|e| e.binding == metadata::BINDING_REDIRECT)
+            .or_else(|| sp.meta.slo.iter().find(|e| e.binding == BINDING_POST))
+            .cloned()
+        else {
+            return self
+                .refuse(
+                    sp.name(),
+                    origin,
+                    "no_slo_endpoint",
+                    400,
+                    "The service provider's metadata has no SingleLogoutService.".into(),
+                )
+                .await;
+        };
+        let now = self.now_secs();
+        let skew = i64::try_from(self.config.clock_skew_secs).unwrap_or(0);
+        let max_age = i64::try_from(self.config.request_max_age_secs).unwrap_or(0);
+        let t = req.common.issue_instant;
+        let fresh = t <= now + skew && t >= now - max_age - skew;
+        let first =
+            fresh && self.remember(&req.common.issuer, &req.common.id, now + max_age + 2 * skew);
+        let matches = |sid: &str| -> Option<(String, Vec<Participant>)> {
+            let parts = lock(&self.participants);
+            let list = parts.get(sid)?;
+            let me = list
+                .iter()
+                .find(|p| p.sp == sp.meta.entity_id && p.name_id == req.name_id)?;
+            let others = list
+                .iter()
+                .filter(|p| p.sp != sp.meta.entity_id)
+                .cloned()
+                .collect();
+            Some((me.subject.clone(), others))
+        };
+        let target = session
+            .as_ref()
+            .map(|s| s.id.clone())
+            .into_iter()
+            .chain(req.session_indexes.iter().cloned())
+            .find_map(|sid| matches(&sid).map(|(subject, others)| (sid, subject, others)));
+        let status = if !first {
+            (
+                response::REQUESTER,
+                Some(response::REQUEST_DENIED),
+                Some("The request is expired or was already used."),
+            )
+        } else if let Some((sid, subject, others)) = target {
+            lock(&self.participants).remove(&sid);
+            if let Err(e) = login
+                .logout_by_id(&subject, &sid, origin.ip, &origin.user_agent, "saml")
+                .await
+            {
+                tracing::error!(error = %e, "SAML logout could not end the session");
+                (
+                    response::RESPONDER,
+                    None,
+                    Some("The session could not be ended."),
+                )
+            } else if others.is_empty() {
+                (response::SUCCESS, None, None)
+            } else {
+                (
+                    response::SUCCESS,
+                    Some(response::PARTIAL_LOGOUT),
+                    Some("Other services of this session were not notified."),
+                )
+            }
+        } else {
+            // Nothing to end (already logged out): logout is idempotent.
+            (response::SUCCESS, None, None)
+        };
+        let mut e = self.event(
+            "saml-logout",
+            if status.0 == response::SUCCESS {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            sp.name(),
+            origin,
+        );
+        if let Some(second) = status.1 {
+            e.reason = second.rsplit(':').next().map(str::to_owned);
+        }
+        if let Err(err) = self.audit.append(e).await {
+            tracing::error!(error = %err, "could not record a SAML logout");
+        }
+        let destination = endpoint
+            .response_location
+            .clone()
+            .unwrap_or(endpoint.location.clone());
+        let env = Envelope {
+            idp_entity: &self.endpoints.entity_id,
+            sp_entity: &sp.meta.entity_id,
+            acs: &destination,
+            in_response_to: Some(&req.common.id),
+            now,
+        };
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if endpoint.binding == BINDING_POST {
+            let xml = response::logout_response(&self.signer, &env, status, true);
+            return Answer::Post {
+                action: destination,
+                response_b64: b64.encode(xml),
+                relay_state: incoming.relay_state,
+            };
+        }
+        let xml = response::logout_response(&self.signer, &env, status, false);
+        let deflated = miniz_oxide::deflate::compress_to_vec(xml.as_bytes(), 6);
+        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let mut query = format!("SAMLResponse={}", enc(&b64.encode(deflated)));
+        if let Some(r) = &incoming.relay_state {
+            query.push_str("&RelayState=");
+            query.push_str(&enc(r));
+        }
+        query.push_str("&SigAlg=");
+        query.push_str(&enc(dsig::RSA_SHA256));
+        let signature = self.signer.sign_b64(query.as_bytes());
+        let sep = if destination.contains('?') { '&' } else { '?' };
+        Answer::Redirect(format!(
+            "{destination}{sep}{query}&Signature={}",
+            enc(&signature)
+        ))
+    }
+
+    /// Parses and authenticates a `LogoutRequest` (always signed: front-channel logout
+    /// must be, SAML Profiles §4.4.3.1).
+    fn check_logout(
+        &self,
+        incoming: &Incoming,
+    ) -> Result<(Arc<ServiceProvider>, request::LogoutRequest), (String, &'static str, String)>
+    {
+        let doc = request::parse(&incoming.xml).map_err(|e| (String::new(), "malformed", e.0))?;
+        let root = doc.root_element();
+        let req = request::logout_request(root).map_err(|e| (String::new(), "malformed", e.0))?;
+        let issuer = req.common.issuer.clone();
+        let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
+        let sp = self.sps.get(&issuer).cloned().ok_or_else(|| {
+            fail(
+                "unknown_sp",
+                "The service provider is not registered with this identity provider.".into(),
+            )
+        })?;
+        let signed = match (&incoming.query_signature, incoming.post) {
+            (Some(q), false) => verify_query(&sp, q).map(|()| true),
+            (None, false) => Ok(false),
+            (_, true) => dsig::verify_enveloped(root, &sp.meta.signing_keys),
+        }
+        .map_err(|e| fail("bad_signature", e.0))?;
+        if !signed {
+            return Err(fail("unsigned", "A LogoutRequest must be signed.".into()));
+        }
+        if req.common.destination.as_deref() != Some(self.endpoints.slo.as_str()) {
+            return Err(fail(
+                "wrong_destination",
+                "The LogoutRequest is not addressed to this identity provider's logout endpoint."
+                    .into(),
+            ));
+        }
+        Ok((sp, req))
     }
 
     /// The service providers session `sid` signed in to.

@@ -194,10 +194,23 @@ fn response(
     body: &str,
     sign: bool,
 ) -> String {
+    status_message("samlp:Response", signer, env, status, body, sign)
+}
+
+/// A protocol response element `root` (`samlp:Response`, `samlp:LogoutResponse`) with
+/// Issuer, optional enveloped signature, Status and `body`.
+fn status_message(
+    root: &str,
+    signer: &Signer,
+    env: &Envelope<'_>,
+    status: (&str, Option<&str>, Option<&str>),
+    body: &str,
+    sign: bool,
+) -> String {
     let id = new_id();
     let mut w = Writer::new();
     w.open(
-        "samlp:Response",
+        root,
         Some(("samlp", NS_PROTOCOL)),
         &[
             ("Destination", Some(env.acs)),
@@ -211,7 +224,7 @@ fn response(
     let head = w.len();
     status_element(&mut w, status);
     w.raw(body);
-    w.close("samlp:Response");
+    w.close(root);
     let xml = w.finish();
     if !sign {
         return xml;
@@ -257,4 +270,16 @@ pub fn failure(
     message: &str,
 ) -> String {
     response(signer, env, (top, second, Some(message)), "", true)
+}
+
+/// A `LogoutResponse` to `env.acs` (the SP's logout endpoint) answering
+/// `env.in_response_to`; enveloped-signed when `sign` (HTTP-POST), unsigned when the
+/// Redirect binding signs the query instead.
+pub fn logout_response(
+    signer: &Signer,
+    env: &Envelope<'_>,
+    status: (&str, Option<&str>, Option<&str>),
+    sign: bool,
+) -> String {
+    status_message("samlp:LogoutResponse", signer, env, status, "", sign)
 }
