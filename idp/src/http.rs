@@ -108,6 +108,22 @@ pub(crate) fn html(status: u16, body: String, cookies: Vec<HeaderValue>) -> warp
     resp
 }
 
+/// Where a request came from, for the protocol providers' audit records.
+pub(crate) fn origin(ctx: &Ctx) -> crate::oidc::Origin {
+    crate::oidc::Origin {
+        ip: ctx.ip,
+        user_agent: ctx.user_agent.clone(),
+    }
+}
+
+/// Marks an identity answer as not to be cached anywhere.
+pub(crate) fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
 pub(crate) fn redirect(to: &str, cookies: Vec<HeaderValue>) -> warp::reply::Response {
     let mut resp = html(303, String::new(), cookies);
     if let Ok(v) = HeaderValue::from_str(to) {

@@ -1,10 +1,10 @@
 //! HTTP routes of the OpenID Connect provider. Thin: parse, call [`Provider`], map the
 //! answer to a redirect, a page or JSON with the RFC 6749 error shape.
 
-use super::{Authorize, ClientCredentials, OAuthError, Origin, Params, Provider};
+use super::{Authorize, ClientCredentials, OAuthError, Params, Provider};
 use crate::http::{
-    Ctx, SESSION_COOKIE, admin, csrf_ok, csrf_token, ctx, current_session, html, json, redirect,
-    urlencode,
+    Ctx, SESSION_COOKIE, admin, csrf_ok, csrf_token, ctx, current_session, html, json, no_store,
+    origin, redirect, urlencode,
 };
 use crate::login::Login;
 use crate::ui::pages;
@@ -19,20 +19,6 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 use warp::{Filter, Rejection};
 
 const BODY_LIMIT: u64 = 64 * 1024;
-
-fn origin(ctx: &Ctx) -> Origin {
-    Origin {
-        ip: ctx.ip,
-        user_agent: ctx.user_agent.clone(),
-    }
-}
-
-fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    resp
-}
 
 fn json_status(status: u16, value: &serde_json::Value) -> warp::reply::Response {
     let mut resp = json(value);

@@ -3,9 +3,8 @@
 
 use super::request::{self, Incoming};
 use super::{Answer, Provider};
-use crate::http::{Ctx, ctx, current_session, html, redirect, urlencode};
+use crate::http::{Ctx, ctx, current_session, html, no_store, origin, redirect, urlencode};
 use crate::login::Login;
-use crate::oidc::Origin;
 use crate::ui::pages;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -15,21 +14,6 @@ use warp::{Filter, Rejection};
 
 const BODY_LIMIT: u64 = 256 * 1024;
 const AUTOPOST_JS: &str = "document.getElementById('saml-post').submit();\n";
-
-fn origin(ctx: &Ctx) -> Origin {
-    Origin {
-        ip: ctx.ip,
-        user_agent: ctx.user_agent.clone(),
-    }
-}
-
-fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    resp
-}
 
 /// The scheme, host and port of `url`, for the page's `form-action`.
 fn origin_of(url: &str) -> Option<String> {

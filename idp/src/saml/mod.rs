@@ -239,19 +239,17 @@ impl Provider {
         }
     }
 
-    /// Parses, authenticates and checks a request up to the point where its ACS is known
-    /// to be the service provider's own.
-    fn check_request(
+    /// The configured provider `issuer`, and whether `incoming` carries its valid
+    /// signature (over the raw query for Redirect, where an XML signature is refused;
+    /// enveloped for POST). A bad signature is an error, a missing one is `false`.
+    fn sender(
         &self,
         incoming: &Incoming,
-    ) -> Result<(Arc<ServiceProvider>, AuthnRequest), (String, &'static str, String)> {
-        let unknown = String::new();
-        let doc = request::parse(&incoming.xml).map_err(|e| (unknown.clone(), "malformed", e.0))?;
-        let root = doc.root_element();
-        let req = request::authn_request(root).map_err(|e| (unknown.clone(), "malformed", e.0))?;
-        let issuer = req.common.issuer.clone();
-        let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
-        let sp = self.sps.get(&issuer).cloned().ok_or_else(|| {
+        root: roxmltree::Node<'_, '_>,
+        issuer: &str,
+    ) -> Result<(Arc<ServiceProvider>, bool), (String, &'static str, String)> {
+        let fail = |reason: &'static str, message: String| (issuer.to_owned(), reason, message);
+        let sp = self.sps.get(issuer).cloned().ok_or_else(|| {
             fail(
                 "unknown_sp",
                 "The service provider is not registered with this identity provider.".into(),
@@ -265,7 +263,7 @@ impl Provider {
                 {
                     return Err(fail(
                         "bad_signature",
-                        "A Redirect-binding request must not carry an XML signature.".into(),
+                        "A Redirect-binding message must not carry an XML signature.".into(),
                     ));
                 }
                 verify_query(&sp, q).map_err(|e| fail("bad_signature", e.0))?;
@@ -275,6 +273,22 @@ impl Provider {
             (_, true) => dsig::verify_enveloped(root, &sp.meta.signing_keys)
                 .map_err(|e| fail("bad_signature", e.0))?,
         };
+        Ok((sp, signed))
+    }
+
+    /// Parses, authenticates and checks a request up to the point where its ACS is known
+    /// to be the service provider's own.
+    fn check_request(
+        &self,
+        incoming: &Incoming,
+    ) -> Result<(Arc<ServiceProvider>, AuthnRequest), (String, &'static str, String)> {
+        let unknown = String::new();
+        let doc = request::parse(&incoming.xml).map_err(|e| (unknown.clone(), "malformed", e.0))?;
+        let root = doc.root_element();
+        let req = request::authn_request(root).map_err(|e| (unknown.clone(), "malformed", e.0))?;
+        let (sp, signed) = self.sender(incoming, root, &req.common.issuer)?;
+        let issuer = req.common.issuer.clone();
+        let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
         if !signed && sp.requires_signed_requests() {
             return Err(fail(
                 "unsigned",
@@ -919,20 +933,9 @@ impl Provider {
         let doc = request::parse(&incoming.xml).map_err(|e| (String::new(), "malformed", e.0))?;
         let root = doc.root_element();
         let req = request::logout_request(root).map_err(|e| (String::new(), "malformed", e.0))?;
+        let (sp, signed) = self.sender(incoming, root, &req.common.issuer)?;
         let issuer = req.common.issuer.clone();
         let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
-        let sp = self.sps.get(&issuer).cloned().ok_or_else(|| {
-            fail(
-                "unknown_sp",
-                "The service provider is not registered with this identity provider.".into(),
-            )
-        })?;
-        let signed = match (&incoming.query_signature, incoming.post) {
-            (Some(q), false) => verify_query(&sp, q).map(|()| true),
-            (None, false) => Ok(false),
-            (_, true) => dsig::verify_enveloped(root, &sp.meta.signing_keys),
-        }
-        .map_err(|e| fail("bad_signature", e.0))?;
         if !signed {
             return Err(fail("unsigned", "A LogoutRequest must be signed.".into()));
         }

@@ -86,6 +86,17 @@ fn issuer(w: &mut Writer, idp: &str, declare: bool) {
     );
 }
 
+/// `xml` with an enveloped signature of its root (`id`) inserted at byte `at` (after the
+/// Issuer), or unchanged when not `sign`.
+fn enveloped(signer: &Signer, xml: String, at: usize, id: &str, sign: bool) -> String {
+    if !sign {
+        return xml;
+    }
+    let (a, b) = xml.split_at(at);
+    let signature = signer.enveloped(id, &[a, b]);
+    format!("{a}{signature}{b}")
+}
+
 fn assertion(signer: &Signer, env: &Envelope<'_>, st: &Statement<'_>, sign: bool) -> String {
     let id = new_id();
     let now = instant(env.now);
@@ -178,13 +189,7 @@ fn assertion(signer: &Signer, env: &Envelope<'_>, st: &Statement<'_>, sign: bool
         w.close("saml:AttributeStatement");
     }
     w.close("saml:Assertion");
-    let xml = w.finish();
-    if !sign {
-        return xml;
-    }
-    let (a, b) = xml.split_at(head);
-    let signature = signer.enveloped(&id, &[a, b]);
-    format!("{a}{signature}{b}")
+    enveloped(signer, w.finish(), head, &id, sign)
 }
 
 fn response(
@@ -225,13 +230,7 @@ fn status_message(
     status_element(&mut w, status);
     w.raw(body);
     w.close(root);
-    let xml = w.finish();
-    if !sign {
-        return xml;
-    }
-    let (a, b) = xml.split_at(head);
-    let signature = signer.enveloped(&id, &[a, b]);
-    format!("{a}{signature}{b}")
+    enveloped(signer, w.finish(), head, &id, sign)
 }
 
 /// `<samlp:Status>` with a top-level code, an optional second-level one and a message.
