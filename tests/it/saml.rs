@@ -181,6 +181,12 @@ impl Setup {
         self.client().send(self.kopa.addr, Proto::H1, req).await
     }
 
+    /// Sends `xml` to `/saml/sso` by the Redirect binding, unsigned.
+    async fn sso_redirect(&self, xml: &str) -> kopa_tests::Resp {
+        self.get(&format!("/saml/sso?{}", redirect_query(xml)))
+            .await
+    }
+
     fn ca(&self) -> String {
         self.kopa
             .data_dir
@@ -536,9 +542,7 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
         &sso,
         "https://nobody.test/acs",
     );
-    let r = setup
-        .get(&format!("/saml/sso?{}", redirect_query(&xml)))
-        .await;
+    let r = setup.sso_redirect(&xml).await;
     assert_eq!(r.status, 400);
     assert!(page(&r).contains("not registered"), "{}", page(&r));
 
@@ -550,9 +554,7 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
         &sso,
         "https://evil.test/acs",
     );
-    let r = setup
-        .get(&format!("/saml/sso?{}", redirect_query(&xml)))
-        .await;
+    let r = setup.sso_redirect(&xml).await;
     assert_eq!(r.status, 400);
     assert!(
         page(&r).contains("AssertionConsumerServiceURL"),
@@ -568,9 +570,7 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
         "https://other.test/sso",
         &open.acs(),
     );
-    let r = setup
-        .get(&format!("/saml/sso?{}", redirect_query(&xml)))
-        .await;
+    let r = setup.sso_redirect(&xml).await;
     assert_eq!(r.status, 400);
     assert!(page(&r).contains("addressed to"), "{}", page(&r));
 
@@ -582,9 +582,7 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
         &sso,
         &open.acs(),
     );
-    let r = setup
-        .get(&format!("/saml/sso?{}", redirect_query(&xml)))
-        .await;
+    let r = setup.sso_redirect(&xml).await;
     assert_eq!(r.status, 200);
     let status = posted_status(&r.body);
     assert!(
@@ -667,19 +665,12 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
         ),
         "<!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\"><!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">]><l>&d;&d;&d;&d;</l>".to_owned(),
     ] {
-        let r = setup
-            .get(&format!("/saml/sso?{}", redirect_query(&hostile)))
-            .await;
+        let r = setup.sso_redirect(&hostile).await;
         assert_eq!(r.status, 400);
         assert!(page(&r).contains("DOCTYPE"), "{}", page(&r));
     }
     // Malformed XML, not base64, oversized.
-    let r = setup
-        .get(&format!(
-            "/saml/sso?{}",
-            redirect_query("<samlp:AuthnRequest")
-        ))
-        .await;
+    let r = setup.sso_redirect("<samlp:AuthnRequest").await;
     assert_eq!(r.status, 400);
     assert!(page(&r).contains("malformed"), "{}", page(&r));
     let r = setup.get("/saml/sso?SAMLRequest=%25%25%25").await;

@@ -325,9 +325,9 @@ impl Provider {
 
     /// The ACS to answer at: the one named (by URL or index) if the metadata lists it,
     /// else the metadata's default.
-    fn acs(sp: &ServiceProvider, req: &AuthnRequest) -> Result<String, String> {
+    fn acs(sp: &ServiceProvider, url: Option<&str>, index: Option<u16>) -> Result<String, String> {
         let post = sp.meta.acs.iter().filter(|e| e.binding == BINDING_POST);
-        if let Some(url) = &req.acs_url {
+        if let Some(url) = url {
             return post
                 .clone()
                 .find(|e| e.location == *url)
@@ -337,7 +337,7 @@ impl Provider {
                         .to_owned()
                 });
         }
-        if let Some(index) = req.acs_index {
+        if let Some(index) = index {
             return post
                 .clone()
                 .find(|e| e.index == Some(index))
@@ -362,7 +362,7 @@ impl Provider {
         session: Option<Session>,
         origin: &Origin,
     ) -> Answer {
-        let acs = match Self::acs(&sp, &req) {
+        let acs = match Self::acs(&sp, req.acs_url.as_deref(), req.acs_index) {
             Ok(acs) => acs,
             Err(message) => {
                 return self
@@ -556,23 +556,7 @@ impl Provider {
                 )
                 .await;
         }
-        let acs = match Self::acs(
-            &sp,
-            &AuthnRequest {
-                common: request::Common {
-                    id: String::new(),
-                    issuer: String::new(),
-                    issue_instant: 0,
-                    destination: None,
-                },
-                acs_url: None,
-                acs_index: None,
-                protocol_binding: None,
-                name_id_format: None,
-                force_authn: false,
-                is_passive: false,
-            },
-        ) {
+        let acs = match Self::acs(&sp, None, None) {
             Ok(acs) => acs,
             Err(message) => {
                 return self
@@ -716,8 +700,9 @@ impl Provider {
         {
             let mut parts = lock(&self.participants);
             if parts.len() >= MAX_TRACKED_SESSIONS {
-                // Sessions that ended without a SAML logout leave entries behind; the
-                // oldest half goes (its providers can still log out, as already ended).
+                // Sessions that ended without a SAML logout leave entries behind. Ids are
+                // random, so this drops an arbitrary half; a later LogoutRequest for one
+                // of those finds its session only by the browser's cookie.
                 let mut ids: Vec<String> = parts.keys().cloned().collect();
                 ids.sort_unstable();
                 for id in ids.into_iter().take(MAX_TRACKED_SESSIONS / 2) {
@@ -947,14 +932,6 @@ impl Provider {
             ));
         }
         Ok((sp, req))
-    }
-
-    /// The service providers session `sid` signed in to.
-    pub fn participants(&self, sid: &str) -> Vec<Participant> {
-        lock(&self.participants)
-            .get(sid)
-            .cloned()
-            .unwrap_or_default()
     }
 }
 
