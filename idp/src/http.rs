@@ -487,16 +487,19 @@ async fn post_logout(login: Arc<Login>, ctx: Ctx, form: CsrfPost) -> warp::reply
         let (csrf, _) = csrf_token(&ctx);
         return html(403, pages::logout_confirm(ctx.lang, &csrf), vec![]);
     }
-    if let Some(token) = ctx.cookie(SESSION_COOKIE)
-        && let Err(e) = login.logout(token, ctx.ip, &ctx.user_agent).await
-    {
-        return internal(&e);
+    let ended = match ctx.cookie(SESSION_COOKIE) {
+        Some(token) => match login.logout(token, ctx.ip, &ctx.user_agent).await {
+            Ok(ended) => ended,
+            Err(e) => return internal(&e),
+        },
+        None => None,
+    };
+    let clear = vec![cookie::clear(SESSION_COOKIE)];
+    // The session's SAML service providers learn of it through the browser first.
+    if let Some(to) = ended.and_then(|s| login.front_channel_logout(&s, None)) {
+        return no_store(redirect(&to, clear));
     }
-    html(
-        200,
-        pages::signed_out(ctx.lang),
-        vec![cookie::clear(SESSION_COOKIE)],
-    )
+    html(200, pages::signed_out(ctx.lang), clear)
 }
 
 // ---- admin API ----

@@ -14,7 +14,7 @@ use kopa_core::Clock;
 use kopa_store::audit::{AuditEvent, AuditLog, Category, Outcome as EventOutcome};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How long the step between password and second factor may take.
 const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
@@ -151,6 +151,17 @@ pub struct Login {
     /// Told of every session that logout or an administrator ended (the OIDC provider
     /// listens, for back-channel logout and token revocation).
     ended: Option<tokio::sync::mpsc::UnboundedSender<EndedSession>>,
+    /// Tells the session's SAML service providers through the browser when the user logs
+    /// out at the IdP.
+    front_channel: OnceLock<Arc<dyn FrontChannelLogout>>,
+}
+
+/// A protocol whose applications learn of a logout through the user's browser.
+pub trait FrontChannelLogout: Send + Sync + std::fmt::Debug {
+    /// Starts telling the applications of the ended `session`; the URL to send the browser
+    /// to, or `None` when there is nobody to tell. `then` is where the browser goes at the
+    /// end (else the signed-out page).
+    fn begin(&self, session: &Session, then: Option<String>) -> Option<String>;
 }
 
 /// A single sign-on session that was ended on purpose.
@@ -194,12 +205,26 @@ impl Login {
             clock,
             pending: Arc::default(),
             ended: None,
+            front_channel: OnceLock::new(),
         }
     }
 
     /// Sends every session that logout or an administrator ends to `listener`.
     pub fn notify_ended(&mut self, listener: tokio::sync::mpsc::UnboundedSender<EndedSession>) {
         self.ended = Some(listener);
+    }
+
+    /// Sets the front-channel logout of the SAML provider (once, at start).
+    pub fn set_front_channel(&self, fc: Arc<dyn FrontChannelLogout>) {
+        if self.front_channel.set(fc).is_err() {
+            tracing::warn!("the front-channel logout was already set");
+        }
+    }
+
+    /// Where to send the browser after the user's own logout ended `session`, so that
+    /// its front-channel applications learn of it; `None` when there is nobody to tell.
+    pub fn front_channel_logout(&self, session: &Session, then: Option<String>) -> Option<String> {
+        self.front_channel.get()?.begin(session, then)
     }
 
     fn tell_ended(&self, id: &str, subject: &str) {

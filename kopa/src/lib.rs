@@ -246,6 +246,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     let mut probes = services.probes();
     probes.extend(directory_probes(login.directories()));
     let readiness = Readiness::new(probes);
+    login.set_front_channel(saml.clone());
     let routes = kopa_web::health_routes(readiness.clone())
         .or(kopa_idp::http::routes(login.clone()))
         .unify()

@@ -366,6 +366,12 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
         .await;
     assert_eq!(r["ok"], true, "{r:#}");
     assert_eq!(r["form_shown"], false, "{r:#}");
+    let sso_at_2 = r;
+    // The same for the second browser at the first provider (for a partial logout).
+    let r = setup
+        .login(&setup.sps[0], "redirect", marta, "jar-1-post")
+        .await;
+    assert_eq!(r["form_shown"], false, "{r:#}");
 
     // IdP-initiated sign-in where allowed, refused elsewhere.
     let ca = setup.ca();
@@ -400,6 +406,8 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
         .await;
     assert_eq!(r["ok"], true, "{r:#}");
     assert!(r["in_response_to"].is_null(), "{r:#}");
+    let r = setup.login(&setup.sps[0], "post", marta, "jar-idp").await;
+    assert_eq!(r["form_shown"], false, "{r:#}");
     let refused = setup
         .get(&format!(
             "/saml/init?sp={}",
@@ -409,11 +417,12 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
         .await;
     assert_eq!(refused.status, 403);
 
-    // Single Logout from pysaml2 (Redirect binding): the session had a second provider,
-    // which was not told, so the answer reports PartialLogout; then the session is gone.
-    let logout = |i: usize, jar: &str, binding: &'static str| {
+    // Single Logout from pysaml2 (Redirect binding). The session's other provider
+    // (python3-saml) is sent a signed LogoutRequest through the browser, checks it with
+    // its library and answers; then the initiator hears Success, and the session is gone.
+    let logout = |i: usize, jar: &str, binding: &'static str, peers: Vec<String>| {
         let r = &signed_in[jar];
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "--ca",
             &ca,
             "--cookie-jar",
@@ -430,35 +439,111 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        for p in peers {
+            args.push("--peer".into());
+            args.push(p);
+        }
         let setup = &setup;
         async move {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
             setup.peer(&setup.sps[i], "logout", &a).await
         }
     };
-    let out = logout(0, "jar-0-redirect", "redirect").await;
+    let out = logout(
+        0,
+        "jar-0-redirect",
+        "redirect",
+        vec![setup.peer_json(2, "success")],
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out:#}");
     assert_eq!(
         out["status_code"],
         "urn:oasis:names:tc:SAML:2.0:status:Success"
     );
+    assert!(out["sub_status_code"].is_null(), "{out:#}");
+    assert_eq!(out["in_response_to"], out["request_id"]);
+    let told = &out["peers"][0];
+    assert_eq!(told["ok"], true, "{out:#}");
+    assert_eq!(told["entity_id"], setup.sps[2].entity);
+    // The NameID and session that provider was given at sign-in.
+    assert_eq!(told["name_id"], sso_at_2["name_id"], "{out:#}");
+    assert_eq!(told["session_index"][0], sso_at_2["session_index"]);
+    assert_eq!(told["binding"], "redirect");
+    let r = setup
+        .login(&setup.sps[2], "redirect", marta, "jar-0-redirect")
+        .await;
+    assert_eq!(r["form_shown"], true, "the session ended: {r:#}");
+    // From pysaml2 over the POST binding; the other provider (pysaml2 too) answers that it
+    // could not log the user out, so the initiator hears PartialLogout.
+    let out = logout(1, "jar-1-post", "post", vec![setup.peer_json(0, "fail")]).await;
+    assert_eq!(out["ok"], true, "{out:#}");
+    assert_eq!(out["peers"][0]["ok"], true, "{out:#}");
     assert_eq!(
         out["sub_status_code"], "urn:oasis:names:tc:SAML:2.0:status:PartialLogout",
         "{out:#}"
     );
     assert_eq!(out["in_response_to"], out["request_id"]);
+
+    // Signing out at the IdP itself tells both providers of that session, then shows the
+    // signed-out page; the session is gone.
+    let jar = setup.dir.path().join("jar-idp");
+    let base = format!("https://127.0.0.1:{}", setup.kopa.addr.port());
+    let out = setup
+        .peer(
+            &setup.sps[0],
+            "idp-logout",
+            &[
+                "--ca",
+                &ca,
+                "--cookie-jar",
+                jar.to_str().unwrap(),
+                "--url",
+                &base,
+                "--peer",
+                &setup.peer_json(3, "success"),
+                "--peer",
+                &setup.peer_json(0, "success"),
+            ],
+        )
+        .await;
+    assert_eq!(out["ok"], true, "{out:#}");
+    assert!(
+        out["final_body"]
+            .as_str()
+            .unwrap()
+            .contains("You are signed out")
+            || out["final_body"].as_str().unwrap().contains("izgājis"),
+        "{out:#}"
+    );
+    let told: Vec<&str> = out["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["ok"], true, "{out:#}");
+            p["entity_id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(told, [&setup.sps[3].entity, &setup.sps[0].entity]);
     let r = setup
-        .login(&setup.sps[2], "redirect", marta, "jar-0-redirect")
+        .login(&setup.sps[3], "redirect", marta, "jar-idp")
         .await;
     assert_eq!(r["form_shown"], true, "the session ended: {r:#}");
-    // From pysaml2 over the POST binding, in a session with no other provider: Success.
-    let out = logout(1, "jar-1-post", "post").await;
-    assert_eq!(out["ok"], true, "{out:#}");
-    assert!(out["sub_status_code"].is_null(), "{out:#}");
-    assert_eq!(out["in_response_to"], out["request_id"]);
 
     let records = kopa_tests::audit_records(&setup.kopa.data_dir);
     assert!(records.iter().any(|r| r["event.action"] == "saml-logout"));
+    let hops: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event.action"] == "saml-logout-propagated")
+        .collect();
+    assert_eq!(hops.len(), 4, "{hops:#?}");
+    assert_eq!(
+        hops.iter()
+            .filter(|r| r["event.outcome"] == "failure")
+            .count(),
+        1
+    );
     let issued = records
         .iter()
         .filter(|r| r["event.action"] == "saml-assertion-issued")
@@ -467,6 +552,21 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
 }
 
 impl Setup {
+    /// `--peer` for the logout commands: provider `i`, answering as `answer` says.
+    fn peer_json(&self, i: usize, answer: &str) -> String {
+        let sp = &self.sps[i];
+        serde_json::json!({
+            "lib": sp.lib,
+            "entity_id": sp.entity,
+            "acs": sp.acs(),
+            "sls": format!("{}/sls", sp.entity),
+            "cert": sp.cert,
+            "key": sp.key,
+            "answer": answer,
+        })
+        .to_string()
+    }
+
     fn kopa_format(&self, i: usize) -> &'static str {
         [
             "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
@@ -681,6 +781,23 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_the_idp_keeps_servi
         .await;
     assert_eq!(r.status, 400);
     assert!(page(&r).contains("too large"), "{}", page(&r));
+
+    // A LogoutResponse that answers no logout in progress.
+    let answer = format!(
+        "<samlp:LogoutResponse xmlns:samlp=\"{P}\" xmlns:saml=\"{A}\" ID=\"_lr1\" \
+         Version=\"2.0\" IssueInstant=\"{}\" InResponseTo=\"_nothing\">\
+         <saml:Issuer>{}</saml:Issuer><samlp:Status><samlp:StatusCode \
+         Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>\
+         </samlp:LogoutResponse>",
+        now_instant(),
+        open.entity
+    );
+    let query = redirect_query(&answer).replacen("SAMLRequest=", "SAMLResponse=", 1);
+    let r = setup
+        .get(&format!("/saml/slo?{query}&RelayState=_made_up"))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(page(&r).contains("no logout in progress"), "{}", page(&r));
 
     // Still serving: a real sign-in works.
     let r = setup

@@ -31,6 +31,16 @@ Service-provider options (every command but ``metadata`` also takes
         validated by the library: {"ok", "error", "status_code", "sub_status_code",
         "in_response_to", "request_id", "response_b64", "response_binding", ...}.
 
+    logout and idp-logout also take --peer JSON (repeated): another SP of the session,
+        {"lib", "entity_id", "acs", "sls", "cert", "key", "answer"}. When the IdP sends
+        the browser to that SP's logout endpoint, the SP checks the LogoutRequest with
+        its library and answers with a signed LogoutResponse (Success, or Responder when
+        "answer" is "fail"); "peers" lists what each saw: {"entity_id", "binding", "ok",
+        "error", "name_id", "session_index", "request_xml"}.
+    idp-logout --ca PEMFILE --cookie-jar FILE --url BASE [--peer JSON ...]
+        The user signs out at the IdP's /logout page; prints {"ok" (ended on a page,
+        HTTP 200), "final_status", "final_url", "final_body", "peers"}.
+
     Validation options: --want-assertions-signed, --want-response-signed (what the SP
     demands; either way one of the two must be signed), --no-want-attribute-statement
     (python3-saml demands an AttributeStatement unless told otherwise).
@@ -408,6 +418,61 @@ class PySaml2Sp:
         return {"ok": True, "error": None}
 
 
+    def answer_logout(self, binding, saml_request, query, relay_state, fail):
+        """This SP receiving the IdP's LogoutRequest: the signature (over the query for
+        HTTP-Redirect, enveloped for HTTP-POST) and the request checked by the library,
+        then a signed LogoutResponse by redirect, Success or (``fail``) Responder.
+        Returns (observations, the URL the browser is sent to, or None)."""
+        from saml2 import samlp
+        from saml2.s_utils import status_message_factory, success_status_factory
+        from saml2.sigver import verify_redirect_signature
+
+        client, idp = self.client()
+        try:
+            if binding == BINDING_REDIRECT:
+                params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+                if "Signature" not in params:
+                    return {"ok": False, "error": "the LogoutRequest is not signed"}, None
+                certs = client.metadata.certs(idp, "idpsso", "signing")
+                if not any(
+                    verify_redirect_signature(params, client.sec.sec_backend, cert)
+                    for _, cert in certs
+                ):
+                    return {"ok": False, "error": "the LogoutRequest's signature is wrong"}, None
+            else:
+                root = parse_xml(decode_message(saml_request, BINDING_POST))
+                if not root.xpath("ds:Signature", namespaces=NS):
+                    return {"ok": False, "error": "the LogoutRequest is not signed"}, None
+            req = client.parse_logout_request(saml_request, binding, relay_state=relay_state)
+            if req is None:
+                return {"ok": False, "error": "pysaml2 refused the LogoutRequest"}, None
+        except Exception as e:  # noqa: BLE001
+            return {"ok": False, "error": f"{type(e).__name__}: {e}"}, None
+        message = req.message
+        status = (
+            status_message_factory("The session could not be ended", samlp.STATUS_RESPONDER)
+            if fail
+            else success_status_factory()
+        )
+        response = client.create_logout_response(message, [BINDING_REDIRECT], status, sign=False)
+        info = client.apply_binding(
+            BINDING_REDIRECT,
+            str(response),
+            response.destination,
+            relay_state,
+            response=True,
+            sign=True,
+            sigalg=RSA_SHA256,
+        )
+        seen = {
+            "ok": True,
+            "error": None,
+            "name_id": message.name_id.text if message.name_id is not None else None,
+            "session_index": [i.text for i in message.session_index],
+        }
+        return seen, dict(info["headers"])["Location"]
+
+
 # --- python3-saml -------------------------------------------------------------------------
 
 
@@ -616,6 +681,38 @@ class OneLoginSp:
         return {"ok": True, "error": None}
 
 
+    def answer_logout(self, binding, saml_request, query, relay_state, fail):
+        """As ``PySaml2Sp.answer_logout``, with the library's own ``process_slo`` (strict:
+        signature, Destination, NotOnOrAfter), which takes HTTP-Redirect only and always
+        answers Success."""
+        from onelogin.saml2.auth import OneLogin_Saml2_Auth
+        from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
+
+        if binding != BINDING_REDIRECT or fail:
+            raise Incomplete("python3-saml answers only HTTP-Redirect LogoutRequests, with Success")
+        get_data = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        here = onelogin_request_data(self.args.sls, get_data=get_data, query_string=query)
+        auth = OneLogin_Saml2_Auth(here, old_settings=self.settings(want_messages_signed=True))
+        try:
+            url = auth.process_slo(keep_local_session=True)
+        except Exception as e:  # noqa: BLE001
+            return {"ok": False, "error": f"{type(e).__name__}: {e}"}, None
+        errors = auth.get_errors()
+        if errors:
+            return {
+                "ok": False,
+                "error": f"{', '.join(errors)}: {auth.get_last_error_reason()}",
+            }, None
+        xml = auth.get_last_request_xml()
+        seen = {
+            "ok": True,
+            "error": None,
+            "name_id": OneLogin_Saml2_Logout_Request.get_nameid(xml),
+            "session_index": OneLogin_Saml2_Logout_Request.get_session_indexes(xml),
+        }
+        return seen, url
+
+
 LIBS = {"pysaml2": PySaml2Sp, "onelogin": OneLoginSp}
 
 
@@ -712,6 +809,61 @@ def sso_output(request_id):
     }
 
 
+def peer_sp(spec, idp_metadata):
+    """Another SP of the session, from a ``--peer`` JSON object."""
+    ns = argparse.Namespace(
+        entity_id=spec["entity_id"],
+        acs=spec["acs"],
+        sls=spec["sls"],
+        cert=spec["cert"],
+        key=spec["key"],
+        idp_metadata=idp_metadata,
+    )
+    return LIBS[spec["lib"]](ns)
+
+
+def tell_peers(browser, nav, args, out):
+    """While the IdP sends the browser to the logout endpoint of another SP of the session
+    (a redirect, or an auto-post form carrying a SAMLRequest), that SP answers as its
+    library does. Each one's observations go to ``out["peers"]``. Returns where the
+    browser ended after the last one."""
+    peers = [json.loads(p) for p in args.peer or []]
+    out["peers"] = []
+    for _ in range(2 * len(peers) + 1):
+        peer = binding = None
+        form = form_with(nav, "SAMLRequest")
+        if nav.left_to:
+            base = nav.left_to.split("?", 1)[0]
+            peer = next((p for p in peers if p["sls"] == base), None)
+            binding = BINDING_REDIRECT
+        elif form is not None:
+            action = urljoin(nav.url, form["action"])
+            peer = next((p for p in peers if p["sls"] == action), None)
+            binding = BINDING_POST
+        if peer is None:
+            return nav
+        if binding == BINDING_REDIRECT:
+            query = urlsplit(nav.left_to).query
+            params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+            saml_request, relay_state = params.get("SAMLRequest"), params.get("RelayState")
+        else:
+            query = None
+            saml_request = form["fields"]["SAMLRequest"]
+            relay_state = form["fields"].get("RelayState")
+        sp = peer_sp(peer, args.idp_metadata)
+        seen, url = sp.answer_logout(
+            binding, saml_request, query, relay_state, peer.get("answer") == "fail"
+        )
+        seen["entity_id"] = peer["entity_id"]
+        seen["binding"] = "redirect" if binding == BINDING_REDIRECT else "post"
+        seen["request_xml"] = decode_message(saml_request, binding)
+        out["peers"].append(seen)
+        if url is None:
+            return nav
+        nav = browser.navigate(url)
+    raise Incomplete("the IdP kept sending the browser to the same service providers")
+
+
 # --- commands -----------------------------------------------------------------------------
 
 
@@ -776,6 +928,7 @@ def cmd_logout(sp, args, out):
     browser = open_browser(args, outgoing.target)
     try:
         nav = send(browser, outgoing, args, credentials=False)
+        nav = tell_peers(browser, nav, args, out)
     finally:
         browser.save_cookies(args.cookie_jar)
     out["form_shown"] = nav.login_form_shown
@@ -803,6 +956,30 @@ def cmd_logout(sp, args, out):
     except Exception as e:  # noqa: BLE001
         out["xml_error"] = f"{type(e).__name__}: {e}"
     out.update(sp.check_logout_response(binding, saml_response, query, outgoing.request_id))
+
+
+def cmd_idp_logout(sp, args, out):
+    """The user signs out at the IdP (``/logout``, the confirmation form posted); the
+    session's SAML SPs are told through the browser."""
+    out.update({"ok": False, "error": None, "final_status": None, "final_url": None})
+    base = args.url.rstrip("/")
+    browser = open_browser(args, base)
+    try:
+        nav = browser.navigate(f"{base}/logout")
+        form = form_with(nav, "csrf")
+        if form is None:
+            where_it_ended(nav, out, "the sign-out confirmation form")
+            return
+        nav = browser.navigate(
+            urljoin(nav.url, form["action"]), data=form["fields"], origin=origin_of(base)
+        )
+        nav = tell_peers(browser, nav, args, out)
+    finally:
+        browser.save_cookies(args.cookie_jar)
+    out["final_status"] = nav.left_status if nav.left_to else nav.status
+    out["final_url"] = nav.left_to or nav.url
+    out["final_body"] = nav.page[:BODY_CHARS]
+    out["ok"] = nav.left_to is None and nav.status == 200
 
 
 # --- command line -------------------------------------------------------------------------
@@ -881,6 +1058,17 @@ def main():
     p.add_argument("--name-qualifier")
     p.add_argument("--sp-name-qualifier")
     p.add_argument("--relay-state")
+    peer_help = (
+        'another SP of the session, as JSON: {"lib", "entity_id", "acs", "sls", "cert", '
+        '"key", "answer": "success"|"fail"}; it answers the IdP\'s LogoutRequest'
+    )
+    p.add_argument("--peer", action="append", help=peer_help)
+
+    p = commands.add_parser("idp-logout", help="sign out at the IdP itself")
+    sp_options(p)
+    browser_options(p, jar_required=True)
+    p.add_argument("--url", required=True, help="the IdP's base URL")
+    p.add_argument("--peer", action="append", help=peer_help)
 
     args = parser.parse_args()
     if args.lib is None:
@@ -901,6 +1089,7 @@ def main():
         "login": cmd_login,
         "idp-initiated": cmd_idp_initiated,
         "logout": cmd_logout,
+        "idp-logout": cmd_idp_logout,
     }[args.command]
     out = {"lib": args.lib, "command": args.command}
     try:

@@ -305,6 +305,7 @@ async fn end_session(
     {
         return crate::http::internal(&e);
     }
+    let front_channel = login.front_channel_logout(&session, request.redirect.clone());
     oidc.mark_ended(&session.id).await;
     let mut e = kopa_store::audit::AuditEvent::new(
         kopa_store::audit::Category::Session,
@@ -317,7 +318,11 @@ async fn end_session(
     e.session_id = Some(session.id.clone());
     e.source_ip = Some(ctx.ip);
     oidc.record(e).await;
-    done(vec![cookie::clear(SESSION_COOKIE)])
+    match front_channel {
+        // The session's SAML service providers first, then where the RP asked.
+        Some(to) => no_store(redirect(&to, vec![cookie::clear(SESSION_COOKIE)])),
+        None => done(vec![cookie::clear(SESSION_COOKIE)]),
+    }
 }
 
 // ---- admin API: clients ----

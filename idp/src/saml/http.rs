@@ -42,12 +42,14 @@ fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
             }
             no_store(redirect(&to, vec![]))
         }
+        Answer::SignedOut => no_store(html(200, pages::signed_out(ctx.lang), vec![])),
         Answer::Post {
             action,
-            response_b64,
+            field,
+            message_b64,
             relay_state,
         } => {
-            let mut fields = vec![("SAMLResponse", response_b64.as_str())];
+            let mut fields = vec![(field, message_b64.as_str())];
             if let Some(r) = &relay_state {
                 fields.push(("RelayState", r.as_str()));
             }
@@ -86,17 +88,17 @@ async fn sso_post(
     ctx: Ctx,
     body: Bytes,
 ) -> warp::reply::Response {
-    sso(saml, login, ctx, posted(&body)).await
+    sso(saml, login, ctx, posted(&body, "SAMLRequest")).await
 }
 
-/// `SAMLRequest` and `RelayState` of a POST-binding form.
-fn posted(body: &[u8]) -> Result<Incoming, super::SigError> {
+/// `field` (`SAMLRequest` or `SAMLResponse`) and `RelayState` of a POST-binding form.
+fn posted(body: &[u8], field: &str) -> Result<Incoming, super::SigError> {
     let mut message = None;
     let mut relay = None;
     let mut repeated = false;
     for (k, v) in url::form_urlencoded::parse(body) {
         let slot = match k.as_ref() {
-            "SAMLRequest" => &mut message,
+            k if k == field => &mut message,
             "RelayState" => &mut relay,
             _ => continue,
         };
@@ -108,6 +110,17 @@ fn posted(body: &[u8]) -> Result<Incoming, super::SigError> {
     request::from_post(message.as_deref(), relay.as_deref())
 }
 
+/// Which message a logout-endpoint request carries: a service provider's `SAMLRequest`,
+/// or the `SAMLResponse` of one the IdP told to log out.
+fn logout_field(pairs: &[u8]) -> &'static str {
+    let answer = url::form_urlencoded::parse(pairs).any(|(k, _)| k == "SAMLResponse");
+    if answer {
+        "SAMLResponse"
+    } else {
+        "SAMLRequest"
+    }
+}
+
 async fn slo(
     saml: Arc<Provider>,
     login: Arc<Login>,
@@ -117,7 +130,7 @@ async fn slo(
     let result = match incoming {
         Ok(incoming) => {
             let session = current_session(&login, &ctx).await;
-            saml.logout(incoming, session, &origin(&ctx), &login).await
+            saml.slo(incoming, session, &origin(&ctx), &login).await
         }
         Err(e) => saml.refuse("", &origin(&ctx), "malformed", 400, e.0).await,
     };
@@ -155,6 +168,12 @@ async fn resume(
     let session = current_session(&login, &ctx).await;
     let result = saml.resume(&q.request, session, &origin(&ctx)).await;
     answer(&ctx, result)
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    run: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,12 +274,8 @@ pub fn routes(
         .and(ctx())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(|saml, login, ctx, raw: String| {
-            slo(
-                saml,
-                login,
-                ctx,
-                request::from_redirect(&raw, "SAMLRequest"),
-            )
+            let incoming = request::from_redirect(&raw, logout_field(raw.as_bytes()));
+            slo(saml, login, ctx, incoming)
         });
     let slo_post = warp::path!("saml" / "slo")
         .and(warp::post())
@@ -268,7 +283,18 @@ pub fn routes(
         .and(with_login())
         .and(ctx())
         .and(warp::body::content_length_limit(BODY_LIMIT).and(warp::body::bytes()))
-        .then(|saml, login, ctx, body: Bytes| slo(saml, login, ctx, posted(&body)));
+        .then(|saml, login, ctx, body: Bytes| {
+            slo(saml, login, ctx, posted(&body, logout_field(&body)))
+        });
+    let slo_next = warp::path!("saml" / "slo" / "next")
+        .and(warp::get())
+        .and(with_saml())
+        .and(ctx())
+        .and(warp::query::<NextQuery>())
+        .then(|saml: Arc<Provider>, ctx: Ctx, q: NextQuery| async move {
+            let result = saml.continue_logout(&q.run, &origin(&ctx)).await;
+            answer(&ctx, result)
+        });
     metadata
         .or(autopost)
         .unify()
@@ -283,5 +309,7 @@ pub fn routes(
         .or(slo_get)
         .unify()
         .or(slo_post)
+        .unify()
+        .or(slo_next)
         .unify()
 }

@@ -8,6 +8,7 @@
 
 pub mod dsig;
 pub mod http;
+mod logout;
 pub mod metadata;
 pub mod request;
 pub mod response;
@@ -23,7 +24,7 @@ use metadata::{BINDING_POST, IdpEndpoints, SpMetadata};
 use request::{AuthnRequest, Incoming};
 use response::{Envelope, Released, Statement};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// How long a request parked for sign-in stays usable.
 const PENDING_TTL_MS: u64 = 10 * 60 * 1000;
@@ -81,12 +82,16 @@ pub enum Answer {
     Login { request: String, force: bool },
     /// Send the browser here (a Redirect-binding message to the service provider).
     Redirect(String),
-    /// Auto-post `SAMLResponse` to the service provider.
+    /// Auto-post a message (`field`: `SAMLResponse` or `SAMLRequest`, base64) to the
+    /// service provider.
     Post {
         action: String,
-        response_b64: String,
+        field: &'static str,
+        message_b64: String,
         relay_state: Option<String>,
     },
+    /// A logout the IdP started is over: the signed-out page.
+    SignedOut,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +119,7 @@ pub struct Participant {
 pub struct Provider {
     endpoints: IdpEndpoints,
     config: SamlConfig,
-    sps: HashMap<String, Arc<ServiceProvider>>,
+    sps: RwLock<HashMap<String, Arc<ServiceProvider>>>,
     signer: Signer,
     pairwise: aws_lc_rs::hmac::Key,
     audit: AuditLog,
@@ -122,13 +127,14 @@ pub struct Provider {
     seen: Mutex<HashMap<(String, String), i64>>,
     pending: Mutex<HashMap<String, Pending>>,
     participants: Mutex<HashMap<String, Vec<Participant>>>,
+    logouts: Mutex<HashMap<String, logout::Run>>,
 }
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("saml::Provider")
             .field("entity_id", &self.endpoints.entity_id)
-            .field("sps", &self.sps.len())
+            .field("sps", &self.sps.read().map_or(0, |m| m.len()))
             .finish_non_exhaustive()
     }
 }
@@ -164,7 +170,7 @@ impl Provider {
                 slo: format!("{base}/saml/slo"),
             },
             config,
-            sps: map,
+            sps: RwLock::new(map),
             signer,
             pairwise: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, pairwise_secret),
             audit,
@@ -172,7 +178,17 @@ impl Provider {
             seen: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
+            logouts: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The registered service provider `entity_id`.
+    pub fn sp(&self, entity_id: &str) -> Option<Arc<ServiceProvider>> {
+        self.sps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(entity_id)
+            .cloned()
     }
 
     /// The IdP's entity ID.
@@ -249,7 +265,7 @@ impl Provider {
         issuer: &str,
     ) -> Result<(Arc<ServiceProvider>, bool), (String, &'static str, String)> {
         let fail = |reason: &'static str, message: String| (issuer.to_owned(), reason, message);
-        let sp = self.sps.get(issuer).cloned().ok_or_else(|| {
+        let sp = self.sp(issuer).ok_or_else(|| {
             fail(
                 "unknown_sp",
                 "The service provider is not registered with this identity provider.".into(),
@@ -520,7 +536,7 @@ impl Provider {
         session: Option<Session>,
         origin: &Origin,
     ) -> Answer {
-        let Some(sp) = self.sps.get(entity_id).cloned() else {
+        let Some(sp) = self.sp(entity_id) else {
             return self
                 .refuse(
                     entity_id,
@@ -722,7 +738,8 @@ impl Provider {
         }
         Answer::Post {
             action: p.acs.clone(),
-            response_b64: {
+            field: "SAMLResponse",
+            message_b64: {
                 use base64::Engine;
                 base64::engine::general_purpose::STANDARD.encode(xml)
             },
@@ -755,183 +772,10 @@ impl Provider {
         use base64::Engine;
         Answer::Post {
             action: p.acs.clone(),
-            response_b64: base64::engine::general_purpose::STANDARD.encode(xml),
+            field: "SAMLResponse",
+            message_b64: base64::engine::general_purpose::STANDARD.encode(xml),
             relay_state: p.relay_state.clone(),
         }
-    }
-
-    /// Handles a `LogoutRequest` that arrived at `/saml/slo`: ends the SSO session it
-    /// names (which also sends OIDC back-channel logout tokens), then answers the
-    /// initiator with `Success`, or `Success`/`PartialLogout` when other SAML providers of
-    /// the session were not told (front-channel propagation is not done yet).
-    pub async fn logout(
-        &self,
-        incoming: Incoming,
-        session: Option<Session>,
-        origin: &Origin,
-        login: &crate::login::Login,
-    ) -> Answer {
-        let checked = self.check_logout(&incoming);
-        let (sp, req) = match checked {
-            Ok(ok) => ok,
-            Err((sp, reason, message)) => {
-                return self.refuse(&sp, origin, reason, 400, message).await;
-            }
-        };
-        let Some(endpoint) = sp
-            .meta
-            .slo
-            .iter()
-            .find(|e| e.binding == metadata::BINDING_REDIRECT)
-            .or_else(|| sp.meta.slo.iter().find(|e| e.binding == BINDING_POST))
-            .cloned()
-        else {
-            return self
-                .refuse(
-                    sp.name(),
-                    origin,
-                    "no_slo_endpoint",
-                    400,
-                    "The service provider's metadata has no SingleLogoutService.".into(),
-                )
-                .await;
-        };
-        let now = self.now_secs();
-        let skew = i64::try_from(self.config.clock_skew_secs).unwrap_or(0);
-        let max_age = i64::try_from(self.config.request_max_age_secs).unwrap_or(0);
-        let t = req.common.issue_instant;
-        let fresh = t <= now + skew && t >= now - max_age - skew;
-        let first =
-            fresh && self.remember(&req.common.issuer, &req.common.id, now + max_age + 2 * skew);
-        let matches = |sid: &str| -> Option<(String, Vec<Participant>)> {
-            let parts = lock(&self.participants);
-            let list = parts.get(sid)?;
-            let me = list
-                .iter()
-                .find(|p| p.sp == sp.meta.entity_id && p.name_id == req.name_id)?;
-            let others = list
-                .iter()
-                .filter(|p| p.sp != sp.meta.entity_id)
-                .cloned()
-                .collect();
-            Some((me.subject.clone(), others))
-        };
-        let target = session
-            .as_ref()
-            .map(|s| s.id.clone())
-            .into_iter()
-            .chain(req.session_indexes.iter().cloned())
-            .find_map(|sid| matches(&sid).map(|(subject, others)| (sid, subject, others)));
-        let status = if !first {
-            (
-                response::REQUESTER,
-                Some(response::REQUEST_DENIED),
-                Some("The request is expired or was already used."),
-            )
-        } else if let Some((sid, subject, others)) = target {
-            lock(&self.participants).remove(&sid);
-            if let Err(e) = login
-                .logout_by_id(&subject, &sid, origin.ip, &origin.user_agent, "saml")
-                .await
-            {
-                tracing::error!(error = %e, "SAML logout could not end the session");
-                (
-                    response::RESPONDER,
-                    None,
-                    Some("The session could not be ended."),
-                )
-            } else if others.is_empty() {
-                (response::SUCCESS, None, None)
-            } else {
-                (
-                    response::SUCCESS,
-                    Some(response::PARTIAL_LOGOUT),
-                    Some("Other services of this session were not notified."),
-                )
-            }
-        } else {
-            // Nothing to end (already logged out): logout is idempotent.
-            (response::SUCCESS, None, None)
-        };
-        let mut e = self.event(
-            "saml-logout",
-            if status.0 == response::SUCCESS {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            },
-            sp.name(),
-            origin,
-        );
-        if let Some(second) = status.1 {
-            e.reason = second.rsplit(':').next().map(str::to_owned);
-        }
-        if let Err(err) = self.audit.append(e).await {
-            tracing::error!(error = %err, "could not record a SAML logout");
-        }
-        let destination = endpoint
-            .response_location
-            .clone()
-            .unwrap_or(endpoint.location.clone());
-        let env = Envelope {
-            idp_entity: &self.endpoints.entity_id,
-            sp_entity: &sp.meta.entity_id,
-            acs: &destination,
-            in_response_to: Some(&req.common.id),
-            now,
-        };
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        if endpoint.binding == BINDING_POST {
-            let xml = response::logout_response(&self.signer, &env, status, true);
-            return Answer::Post {
-                action: destination,
-                response_b64: b64.encode(xml),
-                relay_state: incoming.relay_state,
-            };
-        }
-        let xml = response::logout_response(&self.signer, &env, status, false);
-        let deflated = miniz_oxide::deflate::compress_to_vec(xml.as_bytes(), 6);
-        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-        let mut query = format!("SAMLResponse={}", enc(&b64.encode(deflated)));
-        if let Some(r) = &incoming.relay_state {
-            query.push_str("&RelayState=");
-            query.push_str(&enc(r));
-        }
-        query.push_str("&SigAlg=");
-        query.push_str(&enc(dsig::RSA_SHA256));
-        let signature = self.signer.sign_b64(query.as_bytes());
-        let sep = if destination.contains('?') { '&' } else { '?' };
-        Answer::Redirect(format!(
-            "{destination}{sep}{query}&Signature={}",
-            enc(&signature)
-        ))
-    }
-
-    /// Parses and authenticates a `LogoutRequest` (always signed: front-channel logout
-    /// must be, SAML Profiles §4.4.3.1).
-    fn check_logout(
-        &self,
-        incoming: &Incoming,
-    ) -> Result<(Arc<ServiceProvider>, request::LogoutRequest), (String, &'static str, String)>
-    {
-        let doc = request::parse(&incoming.xml).map_err(|e| (String::new(), "malformed", e.0))?;
-        let root = doc.root_element();
-        let req = request::logout_request(root).map_err(|e| (String::new(), "malformed", e.0))?;
-        let (sp, signed) = self.sender(incoming, root, &req.common.issuer)?;
-        let issuer = req.common.issuer.clone();
-        let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
-        if !signed {
-            return Err(fail("unsigned", "A LogoutRequest must be signed.".into()));
-        }
-        if req.common.destination.as_deref() != Some(self.endpoints.slo.as_str()) {
-            return Err(fail(
-                "wrong_destination",
-                "The LogoutRequest is not addressed to this identity provider's logout endpoint."
-                    .into(),
-            ));
-        }
-        Ok((sp, req))
     }
 }
 

@@ -174,6 +174,15 @@ pub struct LogoutRequest {
     pub session_indexes: Vec<String>,
 }
 
+/// A `LogoutResponse` (from a service provider the IdP told to log out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutResponse {
+    pub common: Common,
+    pub in_response_to: Option<String>,
+    /// The top-level `StatusCode` value.
+    pub status: String,
+}
+
 fn is_true(v: Option<&str>) -> bool {
     matches!(v, Some("true" | "1"))
 }
@@ -261,6 +270,28 @@ pub fn logout_request(root: Node<'_, '_>) -> Result<LogoutRequest, SigError> {
         common,
         name_id,
         session_indexes,
+    })
+}
+
+/// Reads a `LogoutResponse` from its parsed document.
+pub fn logout_response(root: Node<'_, '_>) -> Result<LogoutResponse, SigError> {
+    if !root.has_tag_name((NS_PROTOCOL, "LogoutResponse")) {
+        return Err(bad("The message is not a LogoutResponse"));
+    }
+    let status = root
+        .children()
+        .find(|n| n.has_tag_name((NS_PROTOCOL, "Status")))
+        .and_then(|s| {
+            s.children()
+                .find(|n| n.has_tag_name((NS_PROTOCOL, "StatusCode")))
+        })
+        .and_then(|c| c.attribute("Value"))
+        .ok_or_else(|| bad("The LogoutResponse has no StatusCode"))?
+        .to_owned();
+    Ok(LogoutResponse {
+        common: common(root)?,
+        in_response_to: root.attribute("InResponseTo").map(str::to_owned),
+        status,
     })
 }
 

@@ -88,7 +88,7 @@ fn issuer(w: &mut Writer, idp: &str, declare: bool) {
 
 /// `xml` with an enveloped signature of its root (`id`) inserted at byte `at` (after the
 /// Issuer), or unchanged when not `sign`.
-fn enveloped(signer: &Signer, xml: String, at: usize, id: &str, sign: bool) -> String {
+pub(super) fn enveloped(signer: &Signer, xml: String, at: usize, id: &str, sign: bool) -> String {
     if !sign {
         return xml;
     }

@@ -1,0 +1,603 @@
+//! SAML Single Logout (SAML Profiles §4.4) at `/saml/slo`.
+//!
+//! A service provider's `LogoutRequest` ends the SSO session (which also sends the OIDC
+//! back-channel logout tokens). The IdP then tells every other SAML service provider of
+//! that session, one after the other through the browser (front channel): a signed
+//! `LogoutRequest` to the provider's logout endpoint, whose signed `LogoutResponse` comes
+//! back to `/saml/slo` and leads on to the next. Last, the initiator gets its
+//! `LogoutResponse`: `Success`, or `Success` with `PartialLogout` when a provider could not
+//! be told or did not answer `Success`.
+//!
+//! A logout that starts at the IdP itself (its `/logout` page, the OIDC end-session
+//! endpoint) goes the same way through the session's SAML providers and ends on the
+//! signed-out page or the relying party's post-logout redirect.
+
+use super::metadata::{BINDING_POST, BINDING_REDIRECT, Endpoint};
+use super::request::{self, Incoming};
+use super::response::{self, Envelope};
+use super::xml::{NS_ASSERTION, NS_PROTOCOL, Writer};
+use super::{Answer, Participant, Provider, ServiceProvider, dsig, lock};
+use crate::login::{FrontChannelLogout, Login};
+use crate::oidc::Origin;
+use crate::session::Session;
+use base64::Engine;
+use kopa_store::audit::Outcome;
+use std::sync::Arc;
+
+/// How long a front-channel logout may take from start to end.
+const RUN_TTL_MS: u64 = 5 * 60 * 1000;
+/// Most logouts in progress at once.
+const MAX_RUNS: usize = 10_000;
+
+/// The status a `LogoutResponse` carries: top-level code, second-level code, message.
+type Status = (&'static str, Option<&'static str>, Option<&'static str>);
+
+/// Where a logout ends once every service provider was told.
+#[derive(Debug, Clone)]
+enum Finish {
+    /// A `LogoutResponse` to the service provider that asked.
+    Initiator {
+        sp: Arc<ServiceProvider>,
+        request_id: String,
+        endpoint: Endpoint,
+        relay_state: Option<String>,
+    },
+    /// The IdP's signed-out page, or this redirect (an OIDC post-logout URI).
+    Page(Option<String>),
+}
+
+/// One logout in progress.
+#[derive(Debug, Clone)]
+pub(super) struct Run {
+    finish: Finish,
+    /// Providers still to be told.
+    remaining: Vec<Participant>,
+    /// The provider told last, and the ID of the `LogoutRequest` it was sent.
+    awaiting: Option<(String, String)>,
+    /// Whether some provider could not be told or did not answer `Success`.
+    partial: bool,
+    session_id: String,
+    created_ms: u64,
+}
+
+/// The logout endpoint a message goes to: HTTP-Redirect preferred, else HTTP-POST.
+fn slo_endpoint(sp: &ServiceProvider) -> Option<Endpoint> {
+    let by = |b: &str| sp.meta.slo.iter().find(|e| e.binding == b).cloned();
+    by(BINDING_REDIRECT).or_else(|| by(BINDING_POST))
+}
+
+fn encode(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+impl Provider {
+    /// Sends a protocol message (`field`: `SAMLRequest` or `SAMLResponse`) to `endpoint`:
+    /// by a redirect whose query is signed, or by an auto-posted, enveloped-signed form.
+    /// `xml` writes the message given whether it is to carry its own signature.
+    fn deliver(
+        &self,
+        endpoint: &Endpoint,
+        destination: &str,
+        field: &'static str,
+        xml: impl Fn(bool) -> String,
+        relay_state: Option<String>,
+    ) -> Answer {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if endpoint.binding == BINDING_POST {
+            return Answer::Post {
+                action: destination.to_owned(),
+                field,
+                message_b64: b64.encode(xml(true)),
+                relay_state,
+            };
+        }
+        let deflated = miniz_oxide::deflate::compress_to_vec(xml(false).as_bytes(), 6);
+        let mut query = format!("{field}={}", encode(&b64.encode(deflated)));
+        if let Some(r) = &relay_state {
+            query.push_str("&RelayState=");
+            query.push_str(&encode(r));
+        }
+        query.push_str("&SigAlg=");
+        query.push_str(&encode(dsig::RSA_SHA256));
+        let signature = self.signer.sign_b64(query.as_bytes());
+        let sep = if destination.contains('?') { '&' } else { '?' };
+        Answer::Redirect(format!(
+            "{destination}{sep}{query}&Signature={}",
+            encode(&signature)
+        ))
+    }
+
+    /// Handles a message that arrived at `/saml/slo`: a `LogoutRequest` from a service
+    /// provider, or the `LogoutResponse` of one the IdP told.
+    pub async fn slo(
+        &self,
+        incoming: Incoming,
+        session: Option<Session>,
+        origin: &Origin,
+        login: &Login,
+    ) -> Answer {
+        let is_response = request::parse(&incoming.xml).is_ok_and(|d| {
+            d.root_element()
+                .has_tag_name((NS_PROTOCOL, "LogoutResponse"))
+        });
+        if is_response {
+            self.logout_answered(incoming, origin).await
+        } else {
+            self.logout(incoming, session, origin, login).await
+        }
+    }
+
+    /// A service provider's `LogoutRequest`: ends the session it names and starts telling
+    /// the session's other providers.
+    async fn logout(
+        &self,
+        incoming: Incoming,
+        session: Option<Session>,
+        origin: &Origin,
+        login: &Login,
+    ) -> Answer {
+        let (sp, req) = match self.check_logout(&incoming) {
+            Ok(ok) => ok,
+            Err((sp, reason, message)) => {
+                return self.refuse(&sp, origin, reason, 400, message).await;
+            }
+        };
+        let Some(endpoint) = slo_endpoint(&sp) else {
+            return self
+                .refuse(
+                    sp.name(),
+                    origin,
+                    "no_slo_endpoint",
+                    400,
+                    "The service provider's metadata has no SingleLogoutService.".into(),
+                )
+                .await;
+        };
+        let now = self.now_secs();
+        let skew = i64::try_from(self.config.clock_skew_secs).unwrap_or(0);
+        let max_age = i64::try_from(self.config.request_max_age_secs).unwrap_or(0);
+        let t = req.common.issue_instant;
+        let fresh = t <= now + skew && t >= now - max_age - skew;
+        let first =
+            fresh && self.remember(&req.common.issuer, &req.common.id, now + max_age + 2 * skew);
+        // The session: the browser's, or one named by SessionIndex; either way this
+        // provider must have been given the NameID the request names.
+        let matches = |sid: &str| -> Option<(String, Vec<Participant>)> {
+            let parts = lock(&self.participants);
+            let list = parts.get(sid)?;
+            let me = list
+                .iter()
+                .find(|p| p.sp == sp.meta.entity_id && p.name_id == req.name_id)?;
+            let others = list
+                .iter()
+                .filter(|p| p.sp != sp.meta.entity_id)
+                .cloned()
+                .collect();
+            Some((me.subject.clone(), others))
+        };
+        let target = session
+            .as_ref()
+            .map(|s| s.id.clone())
+            .into_iter()
+            .chain(req.session_indexes.iter().cloned())
+            .find_map(|sid| matches(&sid).map(|(subject, others)| (sid, subject, others)));
+        let finish = Finish::Initiator {
+            sp: sp.clone(),
+            request_id: req.common.id.clone(),
+            endpoint,
+            relay_state: incoming.relay_state,
+        };
+        let failed: Option<Status> = if !first {
+            Some((
+                response::REQUESTER,
+                Some(response::REQUEST_DENIED),
+                Some("The request is expired or was already used."),
+            ))
+        } else {
+            None
+        };
+        let (outcome, others, sid) = match (failed, target) {
+            (Some(status), _) => (Err(status), Vec::new(), None),
+            // Nothing to end (already logged out): logout is idempotent.
+            (None, None) => (Ok(()), Vec::new(), None),
+            (None, Some((sid, subject, others))) => {
+                lock(&self.participants).remove(&sid);
+                match login
+                    .logout_by_id(&subject, &sid, origin.ip, &origin.user_agent, "saml")
+                    .await
+                {
+                    Ok(_) => (Ok(()), others, Some(sid)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SAML logout could not end the session");
+                        let status = (
+                            response::RESPONDER,
+                            None,
+                            Some("The session could not be ended."),
+                        );
+                        (Err(status), Vec::new(), None)
+                    }
+                }
+            }
+        };
+        let mut e = self.event(
+            "saml-logout",
+            if outcome.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            sp.name(),
+            origin,
+        );
+        e.session_id = sid.clone();
+        e.details
+            .insert("providers_to_tell".into(), others.len().to_string());
+        if let Err(err) = self.audit.append(e).await {
+            tracing::error!(error = %err, "could not record a SAML logout");
+        }
+        let run = Run {
+            finish,
+            remaining: others,
+            awaiting: None,
+            partial: false,
+            session_id: sid.unwrap_or_default(),
+            created_ms: self.clock.now_millis(),
+        };
+        match outcome {
+            Err(status) => self.finish(run, Some(status)),
+            Ok(()) => self.next_hop(run, origin).await,
+        }
+    }
+
+    /// Parses and authenticates a `LogoutRequest` (always signed: front-channel logout
+    /// must be, SAML Profiles §4.4.3.1).
+    fn check_logout(
+        &self,
+        incoming: &Incoming,
+    ) -> Result<(Arc<ServiceProvider>, request::LogoutRequest), (String, &'static str, String)>
+    {
+        let doc = request::parse(&incoming.xml).map_err(|e| (String::new(), "malformed", e.0))?;
+        let root = doc.root_element();
+        let req = request::logout_request(root).map_err(|e| (String::new(), "malformed", e.0))?;
+        let (sp, signed) = self.sender(incoming, root, &req.common.issuer)?;
+        let issuer = req.common.issuer.clone();
+        let fail = |reason: &'static str, message: String| (issuer.clone(), reason, message);
+        if !signed {
+            return Err(fail("unsigned", "A LogoutRequest must be signed.".into()));
+        }
+        if req.common.destination.as_deref() != Some(self.endpoints.slo.as_str()) {
+            return Err(fail(
+                "wrong_destination",
+                "The LogoutRequest is not addressed to this identity provider's logout endpoint."
+                    .into(),
+            ));
+        }
+        Ok((sp, req))
+    }
+
+    /// Tells the next provider of `run`, or finishes it when none is left. A provider
+    /// without a logout endpoint (or no longer registered) makes the logout partial.
+    async fn next_hop(&self, mut run: Run, origin: &Origin) -> Answer {
+        while !run.remaining.is_empty() {
+            let who = run.remaining.remove(0);
+            let Some(endpoint) = self.sp(&who.sp).and_then(|sp| slo_endpoint(&sp)) else {
+                run.partial = true;
+                self.record_hop(&who.sp, origin, &run.session_id, "no_slo_endpoint")
+                    .await;
+                continue;
+            };
+            let id = response::new_id();
+            let now = self.now_secs();
+            let lifetime = i64::try_from(self.config.request_max_age_secs).unwrap_or(300);
+            let session_index = run.session_id.clone();
+            let message = OutgoingLogout {
+                id: &id,
+                idp_entity: &self.endpoints.entity_id,
+                destination: &endpoint.location,
+                now,
+                not_on_or_after: now + lifetime,
+                who: &who,
+                session_index: &session_index,
+            };
+            let run_id = response::new_id();
+            run.awaiting = Some((who.sp.clone(), id.clone()));
+            if !self.park(&run_id, run) {
+                return Answer::ErrorPage {
+                    status: 503,
+                    message: "Too many logouts are in progress; please try again.".into(),
+                };
+            }
+            return self.deliver(
+                &endpoint,
+                &endpoint.location,
+                "SAMLRequest",
+                |sign| message.write(&self.signer, sign),
+                Some(run_id),
+            );
+        }
+        self.finish(run, None)
+    }
+
+    /// Keeps `run` under `run_id` until its provider answers; false when full.
+    fn park(&self, run_id: &str, run: Run) -> bool {
+        let now = self.clock.now_millis();
+        let mut runs = lock(&self.logouts);
+        if runs.len() >= MAX_RUNS / 2 {
+            runs.retain(|_, r| now.saturating_sub(r.created_ms) < RUN_TTL_MS);
+        }
+        if runs.len() >= MAX_RUNS {
+            return false;
+        }
+        runs.insert(run_id.to_owned(), run);
+        true
+    }
+
+    async fn record_hop(&self, sp: &str, origin: &Origin, session_id: &str, failure: &str) {
+        let outcome = if failure.is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let mut e = self.event("saml-logout-propagated", outcome, sp, origin);
+        if !failure.is_empty() {
+            e.reason = Some(failure.to_owned());
+        }
+        e.session_id = (!session_id.is_empty()).then(|| session_id.to_owned());
+        if let Err(err) = self.audit.append(e).await {
+            tracing::error!(error = %err, "could not record a SAML logout");
+        }
+    }
+
+    /// The `LogoutResponse` of a provider the IdP told: checked, recorded, then on to the
+    /// next. A response that does not check out counts as a provider that did not log out.
+    async fn logout_answered(&self, incoming: Incoming, origin: &Origin) -> Answer {
+        let Some(run_id) = incoming.relay_state.clone() else {
+            return self
+                .refuse(
+                    "",
+                    origin,
+                    "unknown_logout",
+                    400,
+                    "The LogoutResponse belongs to no logout in progress.".into(),
+                )
+                .await;
+        };
+        let Some(mut run) = lock(&self.logouts).remove(&run_id) else {
+            return self
+                .refuse(
+                    "",
+                    origin,
+                    "unknown_logout",
+                    400,
+                    "The LogoutResponse belongs to no logout in progress (or it took too long)."
+                        .into(),
+                )
+                .await;
+        };
+        let (sp, failure) = match self.check_logout_response(&incoming, &run) {
+            Ok(sp) => (sp, ""),
+            Err((sp, reason)) => (sp, reason),
+        };
+        if !failure.is_empty() {
+            run.partial = true;
+        }
+        self.record_hop(&sp, origin, &run.session_id, failure).await;
+        run.awaiting = None;
+        self.next_hop(run, origin).await
+    }
+
+    /// The provider that answered, if its answer is the signed, `Success` reply to what
+    /// `run` awaits; else who it claims to be and why it does not count.
+    fn check_logout_response(
+        &self,
+        incoming: &Incoming,
+        run: &Run,
+    ) -> Result<String, (String, &'static str)> {
+        let (awaited_sp, awaited_id) = run.awaiting.clone().unwrap_or_default();
+        let fail = |reason: &'static str| (awaited_sp.clone(), reason);
+        let doc = request::parse(&incoming.xml).map_err(|_| fail("malformed"))?;
+        let root = doc.root_element();
+        let resp = request::logout_response(root).map_err(|_| fail("malformed"))?;
+        if resp.common.issuer != awaited_sp {
+            return Err(fail("wrong_issuer"));
+        }
+        let (_, signed) = self
+            .sender(incoming, root, &resp.common.issuer)
+            .map_err(|_| fail("bad_signature"))?;
+        if !signed {
+            return Err(fail("unsigned"));
+        }
+        if resp.in_response_to.as_deref() != Some(awaited_id.as_str()) {
+            return Err(fail("wrong_in_response_to"));
+        }
+        if resp
+            .common
+            .destination
+            .as_deref()
+            .is_some_and(|d| d != self.endpoints.slo)
+        {
+            return Err(fail("wrong_destination"));
+        }
+        if resp.status != response::SUCCESS {
+            return Err(fail("not_success"));
+        }
+        Ok(awaited_sp.clone())
+    }
+
+    /// Ends `run`: the initiator's `LogoutResponse` (`status` when the logout itself
+    /// failed), or the signed-out page / post-logout redirect.
+    fn finish(&self, run: Run, status: Option<Status>) -> Answer {
+        let status = status.unwrap_or(if run.partial {
+            (
+                response::SUCCESS,
+                Some(response::PARTIAL_LOGOUT),
+                Some("Some services of this session could not be signed out."),
+            )
+        } else {
+            (response::SUCCESS, None, None)
+        });
+        match run.finish {
+            Finish::Page(Some(to)) => Answer::Redirect(to),
+            Finish::Page(None) => Answer::SignedOut,
+            Finish::Initiator {
+                sp,
+                request_id,
+                endpoint,
+                relay_state,
+            } => {
+                let destination = endpoint
+                    .response_location
+                    .clone()
+                    .unwrap_or(endpoint.location.clone());
+                let env = Envelope {
+                    idp_entity: &self.endpoints.entity_id,
+                    sp_entity: &sp.meta.entity_id,
+                    acs: &destination,
+                    in_response_to: Some(&request_id),
+                    now: self.now_secs(),
+                };
+                self.deliver(
+                    &endpoint,
+                    &destination,
+                    "SAMLResponse",
+                    |sign| response::logout_response(&self.signer, &env, status, sign),
+                    relay_state,
+                )
+            }
+        }
+    }
+
+    /// Continues a logout the IdP started (`/saml/slo/next?run=…`).
+    pub async fn continue_logout(&self, run_id: &str, origin: &Origin) -> Answer {
+        let run = lock(&self.logouts).remove(run_id);
+        match run {
+            Some(run) => self.next_hop(run, origin).await,
+            None => Answer::SignedOut,
+        }
+    }
+}
+
+impl FrontChannelLogout for Provider {
+    fn begin(&self, session: &Session, then: Option<String>) -> Option<String> {
+        let remaining = lock(&self.participants).remove(&session.id)?;
+        if remaining.is_empty() {
+            return None;
+        }
+        let run_id = response::new_id();
+        let run = Run {
+            finish: Finish::Page(then),
+            remaining,
+            awaiting: None,
+            partial: false,
+            session_id: session.id.clone(),
+            created_ms: self.clock.now_millis(),
+        };
+        self.park(&run_id, run)
+            .then(|| format!("/saml/slo/next?run={run_id}"))
+    }
+}
+
+/// A `LogoutRequest` the IdP sends to a service provider of the session.
+struct OutgoingLogout<'a> {
+    id: &'a str,
+    idp_entity: &'a str,
+    destination: &'a str,
+    now: i64,
+    not_on_or_after: i64,
+    who: &'a Participant,
+    session_index: &'a str,
+}
+
+impl OutgoingLogout<'_> {
+    /// The request, enveloped-signed when `sign` (HTTP-POST).
+    fn write(&self, signer: &dsig::Signer, sign: bool) -> String {
+        let mut w = Writer::new();
+        let expiry = response::instant(self.not_on_or_after);
+        w.open(
+            "samlp:LogoutRequest",
+            Some(("samlp", NS_PROTOCOL)),
+            &[
+                ("Destination", Some(self.destination)),
+                ("ID", Some(self.id)),
+                ("IssueInstant", Some(&response::instant(self.now))),
+                ("NotOnOrAfter", Some(&expiry)),
+                ("Version", Some("2.0")),
+            ],
+        );
+        w.leaf(
+            "saml:Issuer",
+            Some(("saml", NS_ASSERTION)),
+            &[],
+            self.idp_entity,
+        );
+        let head = w.len();
+        // The NameID exactly as the assertion gave it (format and SP qualifier).
+        w.leaf(
+            "saml:NameID",
+            Some(("saml", NS_ASSERTION)),
+            &[
+                ("Format", Some(&self.who.name_id_format)),
+                ("SPNameQualifier", Some(&self.who.sp)),
+            ],
+            &self.who.name_id,
+        );
+        if !self.session_index.is_empty() {
+            w.leaf("samlp:SessionIndex", None, &[], self.session_index);
+        }
+        w.close("samlp:LogoutRequest");
+        response::enveloped(signer, w.finish(), head, self.id, sign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idps_logout_request_names_the_user_as_the_sp_knows_them_and_verifies() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let signer = dsig::Signer::new(&key.serialize_pem(), &cert.pem()).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+        let verify = dsig::VerifyKey(parsed.public_key().subject_public_key.data.to_vec());
+        let who = Participant {
+            sp: "https://sp.test/<&\"".into(),
+            subject: "talsi:1".into(),
+            name_id: "pairwise&<x>".into(),
+            name_id_format: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into(),
+        };
+        let message = OutgoingLogout {
+            id: "_r1",
+            idp_entity: "https://idp.test/saml/metadata",
+            destination: "https://sp.test/sls",
+            now: 1_800_000_000,
+            not_on_or_after: 1_800_000_300,
+            who: &who,
+            session_index: "sid-1",
+        };
+        let posted = message.write(&signer, true);
+        let doc = request::parse(&posted).unwrap();
+        assert!(dsig::verify_enveloped(doc.root_element(), &[verify.clone()]).unwrap());
+        let req = request::logout_request(doc.root_element()).unwrap();
+        assert_eq!(req.name_id, who.name_id);
+        assert_eq!(req.session_indexes, ["sid-1"]);
+        assert_eq!(
+            req.common.destination.as_deref(),
+            Some("https://sp.test/sls")
+        );
+        let name_id = doc
+            .descendants()
+            .find(|n| n.has_tag_name((NS_ASSERTION, "NameID")))
+            .unwrap();
+        assert_eq!(name_id.attribute("SPNameQualifier"), Some(who.sp.as_str()));
+        // Changed after signing: refused.
+        let changed = posted.replace("sid-1", "sid-2");
+        let doc = request::parse(&changed).unwrap();
+        assert!(dsig::verify_enveloped(doc.root_element(), &[verify]).is_err());
+        // For the Redirect binding the query is signed instead.
+        assert!(!message.write(&signer, false).contains("Signature"));
+    }
+}
