@@ -580,7 +580,7 @@ mod tests {
         };
         let posted = message.write(&signer, true);
         let doc = request::parse(&posted).unwrap();
-        assert!(dsig::verify_enveloped(doc.root_element(), &[verify.clone()]).unwrap());
+        assert!(dsig::verify_enveloped(doc.root_element(), std::slice::from_ref(&verify)).unwrap());
         let req = request::logout_request(doc.root_element()).unwrap();
         assert_eq!(req.name_id, who.name_id);
         assert_eq!(req.session_indexes, ["sid-1"]);
