@@ -15,6 +15,8 @@ pub(crate) mod limits {
     pub const ASSERTION_LIFETIME_SECS: RangeInclusive<u64> = 60..=3600;
     pub const REQUEST_MAX_AGE_SECS: RangeInclusive<u64> = 30..=3600;
     pub const ENTITY_ID_BYTES: usize = 1024;
+    pub const METADATA_REFRESH_SECS: RangeInclusive<u64> = 60..=7 * 86_400;
+    pub const METADATA_MIN_REFRESH_SECS: RangeInclusive<u64> = 1..=3600;
     pub const ATTRIBUTES: usize = 64;
 }
 
@@ -53,6 +55,13 @@ pub struct SamlConfig {
         max = *limits::REQUEST_MAX_AGE_SECS.end()
     ))]
     pub request_max_age_secs: u64,
+    /// Shortest time between two fetches of a service provider's metadata URL, whatever
+    /// its `cacheDuration` says (and the retry delay after a failed fetch).
+    #[schemars(range(
+        min = *limits::METADATA_MIN_REFRESH_SECS.start(),
+        max = *limits::METADATA_MIN_REFRESH_SECS.end()
+    ))]
+    pub metadata_min_refresh_secs: u64,
 }
 
 impl Default for SamlConfig {
@@ -61,6 +70,7 @@ impl Default for SamlConfig {
             clock_skew_secs: 120,
             assertion_lifetime_secs: 300,
             request_max_age_secs: 300,
+            metadata_min_refresh_secs: 60,
         }
     }
 }
@@ -142,11 +152,30 @@ pub struct SamlSpConfig {
     /// Name shown in logs and admin lists.
     #[serde(default)]
     pub name: String,
-    /// The service provider's SAML metadata (an `EntityDescriptor`), read at start. Its
-    /// `entityID`, assertion consumer and logout endpoints and signing certificates are
-    /// the only ones trusted.
+    /// The service provider's SAML metadata (an `EntityDescriptor`) in a file, read at
+    /// start. Its `entityID`, assertion consumer and logout endpoints and signing
+    /// certificates are the only ones trusted. Set this or `metadata_url`.
+    #[serde(default)]
     #[schemars(extend("format" = "path"))]
-    pub metadata_file: PathBuf,
+    pub metadata_file: Option<PathBuf>,
+    /// The metadata fetched from this URL at start and again every
+    /// `metadata_refresh_secs` (sooner when its `cacheDuration` says so); a fetched
+    /// document that fails a check is refused and the last good one kept until its
+    /// `validUntil`. `https://`, or `http://` when `metadata_signing_cert` is set.
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    /// A PEM certificate (e.g. the federation's) that must have signed the metadata; when
+    /// set, unsigned or wrongly signed metadata is refused.
+    #[serde(default)]
+    #[schemars(extend("format" = "path"))]
+    pub metadata_signing_cert: Option<PathBuf>,
+    /// Seconds between fetches of `metadata_url`.
+    #[serde(default = "default_refresh")]
+    #[schemars(range(
+        min = *limits::METADATA_REFRESH_SECS.start(),
+        max = *limits::METADATA_REFRESH_SECS.end()
+    ))]
+    pub metadata_refresh_secs: u64,
     /// What the IdP signs.
     #[serde(default)]
     pub sign: SamlSigning,
@@ -172,13 +201,20 @@ fn yes() -> bool {
     true
 }
 
+fn default_refresh() -> u64 {
+    3600
+}
+
 impl SamlSpConfig {
     /// A provider with its metadata in `metadata_file` and every other setting at its
     /// default.
     pub fn new(metadata_file: PathBuf) -> Self {
         Self {
             name: String::new(),
-            metadata_file,
+            metadata_file: Some(metadata_file),
+            metadata_url: None,
+            metadata_signing_cert: None,
+            metadata_refresh_secs: default_refresh(),
             sign: SamlSigning::Assertion,
             name_id_format: NameIdFormat::Persistent,
             attributes: Vec::new(),
@@ -191,12 +227,53 @@ impl SamlSpConfig {
     /// Checks one `[[saml_sp]]` entry; `index` is its position, for the key path.
     pub fn validate(&self, index: usize, out: &mut Vec<Problem>) {
         let key = |field: &str| format!("saml_sp[{index}].{field}");
-        if self.metadata_file.as_os_str().is_empty() {
-            out.push(Problem::default_origin(
+        match (&self.metadata_file, &self.metadata_url) {
+            (Some(_), Some(_)) => out.push(Problem::default_origin(
+                key("metadata_url"),
+                "Set metadata_file or metadata_url, not both",
+            )),
+            (None, None) => out.push(Problem::default_origin(
                 key("metadata_file"),
-                "The service provider's metadata file is required",
-            ));
+                "The service provider's metadata is required (metadata_file or metadata_url)",
+            )),
+            (Some(f), None) if f.as_os_str().is_empty() => out.push(Problem::default_origin(
+                key("metadata_file"),
+                "The metadata file path is empty",
+            )),
+            (_, Some(u)) => {
+                let host = |rest: &str| {
+                    let h = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                    !h.is_empty() && !h.contains(char::is_whitespace)
+                };
+                let scheme = if u.strip_prefix("https://").is_some_and(host) {
+                    Some("https")
+                } else if u.strip_prefix("http://").is_some_and(host) {
+                    Some("http")
+                } else {
+                    None
+                };
+                match scheme {
+                    Some("https") => {}
+                    Some("http") if self.metadata_signing_cert.is_some() => {}
+                    Some("http") => out.push(Problem::default_origin(
+                        key("metadata_url"),
+                        "A plain http:// metadata URL needs metadata_signing_cert (the \
+                         signature is then what makes it trustworthy)",
+                    )),
+                    _ => out.push(Problem::default_origin(
+                        key("metadata_url"),
+                        format!("{u:?} is not an https:// URL"),
+                    )),
+                }
+            }
+            _ => {}
         }
+        check_range(
+            out,
+            &key("metadata_refresh_secs"),
+            self.metadata_refresh_secs,
+            &limits::METADATA_REFRESH_SECS,
+        );
         if self.attributes.len() > limits::ATTRIBUTES {
             out.push(Problem::default_origin(
                 key("attributes"),
@@ -243,6 +320,12 @@ impl SamlConfig {
             "saml.assertion_lifetime_secs",
             self.assertion_lifetime_secs,
             &limits::ASSERTION_LIFETIME_SECS,
+        );
+        check_range(
+            out,
+            "saml.metadata_min_refresh_secs",
+            self.metadata_min_refresh_secs,
+            &limits::METADATA_MIN_REFRESH_SECS,
         );
         check_range(
             out,

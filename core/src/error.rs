@@ -29,6 +29,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// The request did not finish within the configured time.
     Timeout,
+    /// A remote party answered with something Kopa refused (e.g. fetched metadata that
+    /// fails its checks).
+    BadGateway,
     /// A dependency (directory, database) is unavailable; retry later.
     Unavailable,
     /// A fault inside Kopa; details are in the log under the request id.
@@ -50,6 +53,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => 415,
             Self::TooManyRequests => 429,
             Self::Internal => 500,
+            Self::BadGateway => 502,
             Self::Unavailable => 503,
         }
     }
@@ -67,6 +71,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::TooManyRequests => "too_many_requests",
             Self::Timeout => "timeout",
+            Self::BadGateway => "bad_gateway",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -77,7 +82,7 @@ impl ErrorCode {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 12] = [
+    const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -88,6 +93,7 @@ mod tests {
         ErrorCode::Conflict,
         ErrorCode::TooManyRequests,
         ErrorCode::Timeout,
+        ErrorCode::BadGateway,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -104,7 +110,10 @@ mod tests {
     fn client_errors_are_4xx_and_faults_5xx() {
         for code in ALL {
             let status = code.http_status();
-            let server_side = matches!(code, ErrorCode::Internal | ErrorCode::Unavailable);
+            let server_side = matches!(
+                code,
+                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::BadGateway
+            );
             assert_eq!(status >= 500, server_side, "{code:?} -> {status}");
             assert!((400..600).contains(&status));
         }

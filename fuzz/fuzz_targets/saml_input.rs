@@ -26,7 +26,8 @@ fn xml(text: &str) {
         let mut out = String::new();
         dsig::canonicalize(root, None, &[], &mut out);
     }
-    let _ = metadata::parse_sp(text, 1_800_000_000);
+    let _ = metadata::parse_sp(text, 1_800_000_000, None);
+    let _ = metadata::parse_duration(text);
 }
 
 fuzz_target!(|data: &[u8]| {

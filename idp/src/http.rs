@@ -571,6 +571,18 @@ struct UnlockBody {
     account: String,
 }
 
+/// Only platform administrators manage `what` (OIDC clients, SAML service providers).
+pub(crate) fn platform_admin(session: &Session, what: &str) -> Result<(), ApiError> {
+    if session.data.roles.contains(&Role::PlatformAdmin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Only platform administrators manage {what}"),
+        ))
+    }
+}
+
 pub(crate) fn json(value: &serde_json::Value) -> warp::reply::Response {
     warp::reply::json(value).into_response()
 }

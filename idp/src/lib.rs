@@ -11,6 +11,7 @@ pub mod local;
 pub mod login;
 pub mod mfa;
 pub mod oidc;
+pub mod outbound;
 pub mod password;
 pub mod saml;
 mod schema;

@@ -32,5 +32,10 @@ pub static SCHEMA: Schema = Schema {
             description: "OpenID Connect codes, refresh tokens, revocations, consents and clients",
             apply: crate::oidc::grants::create_tables,
         },
+        Migration {
+            version: 6,
+            description: "SAML service providers registered through the admin API",
+            apply: crate::saml::registry::create_tables,
+        },
     ],
 };

@@ -218,7 +218,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         Ok(mut login) => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             login.notify_ended(tx);
-            let saml = build_saml(&config, &services, &keys, &data_dir, addr, clock.clone());
+            let saml = build_saml(&config, &services, &keys, &data_dir, addr, clock.clone()).await;
             match saml {
                 Ok(saml) => build_oidc(&config, &services, &keys, addr, clock)
                     .await
@@ -247,6 +247,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     probes.extend(directory_probes(login.directories()));
     let readiness = Readiness::new(probes);
     login.set_front_channel(saml.clone());
+    saml.spawn_refresher();
     let routes = kopa_web::health_routes(readiness.clone())
         .or(kopa_idp::http::routes(login.clone()))
         .unify()
@@ -317,8 +318,9 @@ fn read_secret(path: Option<&std::path::Path>) -> Result<Option<kopa_config::Sec
 }
 
 /// The SAML identity provider: the signing key parsed once, the secret behind pairwise
-/// NameIDs (made on first start), and each configured service provider's metadata.
-fn build_saml(
+/// NameIDs (made on first start), and the service providers' metadata (configured and
+/// registered through the admin API).
+async fn build_saml(
     config: &Config,
     services: &Services,
     keys: &SigningKeys,
@@ -326,7 +328,7 @@ fn build_saml(
     addr: std::net::SocketAddr,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<kopa_idp::saml::Provider>, StartError> {
-    use kopa_idp::saml::{Provider, ServiceProvider, Signer};
+    use kopa_idp::saml::{Provider, Signer};
     let base = config
         .server
         .public_url
@@ -336,24 +338,18 @@ fn build_saml(
         .map_err(StartError::Saml)?;
     let secret =
         kopa_idp::saml::pairwise_secret(&data_dir.join("keys")).map_err(StartError::Saml)?;
-    let now = i64::try_from(clock.now_millis() / 1000).unwrap_or(i64::MAX);
-    let sps = config
-        .saml_sps
-        .iter()
-        .map(|c| ServiceProvider::load(c, now))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(StartError::Saml)?;
-    Provider::new(
+    let saml = Arc::new(Provider::new(
         &base,
         config.saml.clone(),
         signer,
         &secret,
-        sps,
         services.audit.clone(),
         clock,
-    )
-    .map(Arc::new)
-    .map_err(StartError::Saml)
+    ));
+    saml.load_sources(&config.saml_sps, Some(services.idp_store()))
+        .await
+        .map_err(StartError::Saml)?;
+    Ok(saml)
 }
 
 /// The OpenID Connect provider: configured clients (secrets read now, kept as hashes),

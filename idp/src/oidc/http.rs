@@ -11,7 +11,7 @@ use crate::ui::pages;
 use base64::Engine;
 use bytes::Bytes;
 use kopa_config::{ClientAuthMethod, OidcClientConfig, SigningAlg};
-use kopa_core::{ErrorCode, Role};
+use kopa_core::ErrorCode;
 use kopa_web::{ApiError, cookie};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -352,14 +352,7 @@ struct NewClient {
 }
 
 fn platform_admin(session: &crate::session::Session) -> Result<(), ApiError> {
-    if session.data.roles.contains(&Role::PlatformAdmin) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "Only platform administrators manage OIDC clients",
-        ))
-    }
+    crate::http::platform_admin(session, "OIDC clients")
 }
 
 async fn list_clients(

@@ -1,6 +1,7 @@
 //! HTTP routes of the SAML identity provider. Thin: decode the binding, call
 //! [`Provider`], map the answer to a page, a redirect to sign-in, or the auto-posting form.
 
+use super::admin;
 use super::request::{self, Incoming};
 use super::{Answer, Provider};
 use crate::http::{Ctx, ctx, current_session, html, no_store, origin, redirect, urlencode};
@@ -13,6 +14,8 @@ use warp::http::{HeaderValue, Response, header};
 use warp::{Filter, Rejection};
 
 const BODY_LIMIT: u64 = 256 * 1024;
+/// A registration carries a whole metadata document.
+const ADMIN_BODY_LIMIT: u64 = 1024 * 1024;
 const AUTOPOST_JS: &str = "document.getElementById('saml-post').submit();\n";
 
 /// The scheme, host and port of `url`, for the page's `form-action`.
@@ -202,6 +205,7 @@ pub fn routes(
     saml: Arc<Provider>,
     login: Arc<Login>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let admin = admin_routes(saml.clone(), login.clone());
     let with_saml = move || {
         let saml = saml.clone();
         warp::any().map(move || saml.clone())
@@ -311,5 +315,53 @@ pub fn routes(
         .or(slo_post)
         .unify()
         .or(slo_next)
+        .unify()
+        .or(admin)
+        .unify()
+}
+
+/// `/api/admin/saml/sps` (see [`super::admin`]).
+fn admin_routes(
+    saml: Arc<Provider>,
+    login: Arc<Login>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let with_saml = warp::any().map(move || saml.clone());
+    let with_login = warp::any().map(move || login.clone());
+    let csrf = || warp::header::optional::<String>("x-csrf-token");
+    let list = warp::path!("api" / "admin" / "saml" / "sps")
+        .and(warp::get())
+        .and(with_saml.clone())
+        .and(with_login.clone())
+        .and(ctx())
+        .and_then(admin::list);
+    let create = warp::path!("api" / "admin" / "saml" / "sps")
+        .and(warp::post())
+        .and(with_saml.clone())
+        .and(with_login.clone())
+        .and(ctx())
+        .and(csrf())
+        .and(warp::body::content_length_limit(ADMIN_BODY_LIMIT).and(warp::body::json()))
+        .and_then(admin::create);
+    let delete = warp::path!("api" / "admin" / "saml" / "sps")
+        .and(warp::delete())
+        .and(with_saml.clone())
+        .and(with_login.clone())
+        .and(ctx())
+        .and(csrf())
+        .and(warp::query::<admin::EntityQuery>())
+        .and_then(admin::delete);
+    let refresh = warp::path!("api" / "admin" / "saml" / "sps" / "refresh")
+        .and(warp::post())
+        .and(with_saml)
+        .and(with_login)
+        .and(ctx())
+        .and(csrf())
+        .and(warp::query::<admin::EntityQuery>())
+        .and_then(admin::refresh);
+    list.or(create)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(refresh)
         .unify()
 }

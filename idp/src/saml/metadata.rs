@@ -31,6 +31,8 @@ pub struct SpMetadata {
     pub want_assertions_signed: bool,
     /// `validUntil`, seconds since the epoch.
     pub valid_until: Option<i64>,
+    /// `cacheDuration`, seconds.
+    pub cache_duration_secs: Option<u64>,
 }
 
 fn truthy(v: Option<&str>) -> bool {
@@ -45,12 +47,55 @@ pub fn parse_instant(s: &str) -> Option<i64> {
         .map(|d| d.timestamp())
 }
 
+/// Seconds of an `xs:duration` without years or months (`P1DT2H`, `PT15M`, `PT30.5S`).
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let rest = s.trim().strip_prefix('P')?;
+    let (days, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    let mut total = 0f64;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut num = String::new();
+        let mut allowed = units.iter();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                num.push(c);
+                continue;
+            }
+            let (_, factor) = allowed.find(|(u, _)| *u == c)?;
+            total += num.parse::<f64>().ok()? * factor;
+            num.clear();
+            any = true;
+        }
+        num.is_empty().then_some(())
+    };
+    take(days, &[('D', 86_400.0)])?;
+    if let Some(t) = time {
+        if t.is_empty() {
+            return None;
+        }
+        take(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    // Capped at a year: more would only mean "rarely".
+    any.then(|| total.min(365.0 * 86_400.0) as u64)
+}
+
 /// Parses and checks a service provider's metadata. `now` is seconds since the epoch.
-pub fn parse_sp(xml: &str, now: i64) -> Result<SpMetadata, String> {
+/// With a `trust` key, the document must carry an enveloped signature that it verifies.
+pub fn parse_sp(xml: &str, now: i64, trust: Option<&VerifyKey>) -> Result<SpMetadata, String> {
     let doc = dsig::parse(xml).map_err(|e| e.0)?;
     let root = doc.root_element();
     if !root.has_tag_name((NS_METADATA, "EntityDescriptor")) {
         return Err("The metadata is not a SAML 2.0 EntityDescriptor".into());
+    }
+    if let Some(key) = trust {
+        match dsig::verify_enveloped(root, std::slice::from_ref(key)) {
+            Ok(true) => {}
+            Ok(false) => return Err("The metadata is not signed, but a signature is required".into()),
+            Err(e) => return Err(format!("The metadata's signature is refused: {}", e.0)),
+        }
     }
     let entity_id = root
         .attribute("entityID")
@@ -64,6 +109,10 @@ pub fn parse_sp(xml: &str, now: i64) -> Result<SpMetadata, String> {
     if valid_until.is_some_and(|v| v <= now) {
         return Err("The metadata has expired (validUntil is in the past)".into());
     }
+    let cache_duration_secs = match root.attribute("cacheDuration") {
+        Some(d) => Some(parse_duration(d).ok_or("cacheDuration is not a duration")?),
+        None => None,
+    };
     let sp = root
         .children()
         .find(|n| {
@@ -127,14 +176,13 @@ pub fn parse_sp(xml: &str, now: i64) -> Result<SpMetadata, String> {
         authn_requests_signed: truthy(sp.attribute("AuthnRequestsSigned")),
         want_assertions_signed: truthy(sp.attribute("WantAssertionsSigned")),
         valid_until,
+        cache_duration_secs,
     })
 }
 
 /// The RSA public key of a metadata certificate, refusing expired and weak ones.
 fn certificate_key(node: Node<'_, '_>, now: i64) -> Result<VerifyKey, String> {
     use base64::Engine;
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    use x509_parser::public_key::PublicKey;
     let b64: String = node
         .text()
         .unwrap_or_default()
@@ -144,7 +192,15 @@ fn certificate_key(node: Node<'_, '_>, now: i64) -> Result<VerifyKey, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| "A signing certificate is not valid base64")?;
-    let (_, cert) = X509Certificate::from_der(&der)
+    certificate_der_key(&der, now)
+}
+
+/// The RSA public key of a DER certificate, refusing expired, not yet valid and weak
+/// (RSA below 2048 bits, not RSA) ones.
+pub fn certificate_der_key(der: &[u8], now: i64) -> Result<VerifyKey, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::public_key::PublicKey;
+    let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| format!("A signing certificate is invalid: {e}"))?;
     let subject = cert.subject().to_string();
     let validity = cert.validity();

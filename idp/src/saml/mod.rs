@@ -6,10 +6,12 @@
 //! by [`dsig`]; the IdP's own messages are written canonically by [`xml`] and signed once
 //! with a key parsed at start (see `docs/adr/0003-saml.md`).
 
+mod admin;
 pub mod dsig;
 pub mod http;
 mod logout;
 pub mod metadata;
+pub mod registry;
 pub mod request;
 pub mod response;
 pub mod xml;
@@ -44,19 +46,15 @@ pub struct ServiceProvider {
 }
 
 impl ServiceProvider {
-    /// Reads the metadata file of `config` and checks it.
-    pub fn load(config: &SamlSpConfig, now: i64) -> Result<Self, String> {
-        let path = &config.metadata_file;
-        let xml = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read the metadata: {e}", path.display()))?;
-        let meta = metadata::parse_sp(&xml, now).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// The provider `config` describes, with its checked metadata.
+    pub fn checked(config: &SamlSpConfig, meta: SpMetadata) -> Result<Self, String> {
         if (config.require_signed_requests || meta.authn_requests_signed)
             && meta.signing_keys.is_empty()
         {
-            return Err(format!(
-                "{}: signed requests are required but the metadata has no signing certificate",
-                path.display()
-            ));
+            return Err(
+                "signed requests are required but the metadata has no signing certificate"
+                    .into(),
+            );
         }
         Ok(Self {
             config: config.clone(),
@@ -128,6 +126,8 @@ pub struct Provider {
     pending: Mutex<HashMap<String, Pending>>,
     participants: Mutex<HashMap<String, Vec<Participant>>>,
     logouts: Mutex<HashMap<String, logout::Run>>,
+    sources: Mutex<Vec<registry::Source>>,
+    store: std::sync::OnceLock<kopa_store::Store>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -144,33 +144,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Provider {
-    /// The provider at `base` (the public URL), with its signer, the secret for pairwise
-    /// identifiers and the trusted service providers.
-    #[allow(clippy::too_many_arguments)]
+    /// The provider at `base` (the public URL), with its signer and the secret for
+    /// pairwise identifiers; the service providers come with [`Provider::load_sources`].
     pub fn new(
         base: &str,
         config: SamlConfig,
         signer: Signer,
         pairwise_secret: &[u8],
-        sps: Vec<ServiceProvider>,
         audit: AuditLog,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, String> {
-        let mut map = HashMap::new();
-        for sp in sps {
-            let id = sp.meta.entity_id.clone();
-            if map.insert(id.clone(), Arc::new(sp)).is_some() {
-                return Err(format!("Service provider {id:?} is configured twice"));
-            }
-        }
-        Ok(Self {
+    ) -> Self {
+        Self {
             endpoints: IdpEndpoints {
                 entity_id: format!("{base}/saml/metadata"),
                 sso: format!("{base}/saml/sso"),
                 slo: format!("{base}/saml/slo"),
             },
             config,
-            sps: RwLock::new(map),
+            sps: RwLock::new(HashMap::new()),
             signer,
             pairwise: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, pairwise_secret),
             audit,
@@ -179,7 +170,9 @@ impl Provider {
             pending: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
             logouts: Mutex::new(HashMap::new()),
-        })
+            sources: Mutex::new(Vec::new()),
+            store: std::sync::OnceLock::new(),
+        }
     }
 
     /// The registered service provider `entity_id`.
@@ -271,6 +264,13 @@ impl Provider {
                 "The service provider is not registered with this identity provider.".into(),
             )
         })?;
+        if sp.meta.valid_until.is_some_and(|v| v <= self.now_secs()) {
+            return Err(fail(
+                "metadata_expired",
+                "The service provider's metadata has expired (validUntil); it must be renewed."
+                    .into(),
+            ));
+        }
         let signed = match (&incoming.query_signature, incoming.post) {
             (Some(q), false) => {
                 if root
