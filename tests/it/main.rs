@@ -13,3 +13,4 @@ mod login;
 mod oidc;
 mod oidc_rules;
 mod saml;
+mod saml_registry;

@@ -20,21 +20,21 @@ const P: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const A: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 
 /// One service provider: which library plays it and how Kopa is configured for it.
-struct Sp {
-    lib: &'static str,
-    entity: String,
-    sign: SamlSigning,
-    format: NameIdFormat,
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct Sp {
+    pub(crate) lib: &'static str,
+    pub(crate) entity: String,
+    pub(crate) sign: SamlSigning,
+    pub(crate) format: NameIdFormat,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Sp {
-    fn acs(&self) -> String {
+    pub(crate) fn acs(&self) -> String {
         format!("{}/acs", self.entity)
     }
 
-    fn args(&self, command: &str, idp_metadata: Option<&Path>) -> Vec<String> {
+    pub(crate) fn args(&self, command: &str, idp_metadata: Option<&Path>) -> Vec<String> {
         let mut a: Vec<String> = [
             "--lib",
             self.lib,
@@ -62,7 +62,7 @@ impl Sp {
 }
 
 /// A self-signed RSA-2048 certificate and key for a service provider.
-fn sp_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn sp_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let cert = rcgen::CertificateParams::new(vec![format!("{name}.sp.test")])
         .unwrap()

@@ -7,9 +7,13 @@ Service-provider options (every command but ``metadata`` also takes
 ``--idp-metadata FILE``, the IdP's metadata, which gives its endpoints and signing key):
     --entity-id E --acs URL --sls URL --cert PEMFILE --key PEMFILE
 
-    metadata [--authn-requests-signed] [--want-assertions-signed]
+    metadata [--authn-requests-signed] [--want-assertions-signed] [--valid-until T]
+            [--cache-duration D] [--extra-acs URL]
+            [--sign-metadata-key PEM --sign-metadata-cert PEM]
         The SP's metadata as the library generates it, as XML (not JSON). ACS:
         HTTP-POST; SLS: HTTP-Redirect (and HTTP-POST with pysaml2, which lists both).
+        The other options add what a federation's publisher would: validUntil,
+        cacheDuration, a second ACS, and its signature (python3-saml's signer).
     request --binding redirect|post [--sign-request|--no-sign-request]
             [--relay-state S] [--force-authn] [--is-passive] [--nameid-format URN]
         Only builds an AuthnRequest: {"request_id", "binding", "url" (redirect: the
@@ -982,6 +986,37 @@ def cmd_idp_logout(sp, args, out):
     out["ok"] = nav.left_to is None and nav.status == 200
 
 
+def finish_metadata(xml, args):
+    """The library's metadata with what a federation's publisher adds: validUntil,
+    cacheDuration, another ACS, and an enveloped signature made by python3-saml's metadata
+    signer (xmlsec) with the publisher's key."""
+    if not any((args.valid_until, args.cache_duration, args.extra_acs, args.sign_metadata_key)):
+        return xml
+    md = "urn:oasis:names:tc:SAML:2.0:metadata"
+    root = etree.fromstring(xml.encode())
+    for name, value in (("validUntil", args.valid_until), ("cacheDuration", args.cache_duration)):
+        if value:
+            root.set(name, value)
+    if args.extra_acs:
+        spsso = root.find(f"{{{md}}}SPSSODescriptor")
+        acs = spsso.findall(f"{{{md}}}AssertionConsumerService")
+        index = max(int(a.get("index", "0")) for a in acs) + 1
+        extra = etree.Element(f"{{{md}}}AssertionConsumerService")
+        extra.set("Binding", BINDING_POST)
+        extra.set("Location", args.extra_acs)
+        extra.set("index", str(index))
+        acs[-1].addnext(extra)
+    out = etree.tostring(root).decode()
+    if args.sign_metadata_key:
+        from onelogin.saml2.metadata import OneLogin_Saml2_Metadata
+
+        out = OneLogin_Saml2_Metadata.sign_metadata(
+            out, read(args.sign_metadata_key), read(args.sign_metadata_cert), RSA_SHA256, SHA256
+        )
+        out = out.decode() if isinstance(out, bytes) else out
+    return out
+
+
 # --- command line -------------------------------------------------------------------------
 
 
@@ -1028,6 +1063,11 @@ def main():
     sp_options(p, idp=False)
     p.add_argument("--authn-requests-signed", action="store_true")
     p.add_argument("--want-assertions-signed", action="store_true")
+    p.add_argument("--valid-until", help="validUntil of the EntityDescriptor")
+    p.add_argument("--cache-duration", help="cacheDuration of the EntityDescriptor")
+    p.add_argument("--extra-acs", help="a second HTTP-POST AssertionConsumerService URL")
+    p.add_argument("--sign-metadata-key", help="sign the metadata with this key (PEM)...")
+    p.add_argument("--sign-metadata-cert", help="...and this certificate (a federation's)")
 
     p = commands.add_parser("request", help="build an AuthnRequest only")
     sp_options(p)
@@ -1077,7 +1117,7 @@ def main():
 
     if args.command == "metadata":
         try:
-            sys.stdout.write(sp.metadata())
+            sys.stdout.write(finish_metadata(sp.metadata(), args))
             sys.stdout.write("\n")
         except Exception:  # noqa: BLE001
             traceback.print_exc()

@@ -183,7 +183,14 @@ pub(super) async fn delete(
         )
         .into());
     }
-    record(&saml, "saml-sp-deleted", &caller.data.subject, &ctx, &q.entity_id).await;
+    record(
+        &saml,
+        "saml-sp-deleted",
+        &caller.data.subject,
+        &ctx,
+        &q.entity_id,
+    )
+    .await;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(Vec::new().into())
@@ -207,7 +214,14 @@ pub(super) async fn refresh(
         )
         .into()),
         Some(Ok(())) => {
-            record(&saml, "saml-sp-refreshed", &caller.data.subject, &ctx, &q.entity_id).await;
+            record(
+                &saml,
+                "saml-sp-refreshed",
+                &caller.data.subject,
+                &ctx,
+                &q.entity_id,
+            )
+            .await;
             let view = saml
                 .list_sps()
                 .into_iter()

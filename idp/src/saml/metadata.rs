@@ -93,7 +93,9 @@ pub fn parse_sp(xml: &str, now: i64, trust: Option<&VerifyKey>) -> Result<SpMeta
     if let Some(key) = trust {
         match dsig::verify_enveloped(root, std::slice::from_ref(key)) {
             Ok(true) => {}
-            Ok(false) => return Err("The metadata is not signed, but a signature is required".into()),
+            Ok(false) => {
+                return Err("The metadata is not signed, but a signature is required".into());
+            }
             Err(e) => return Err(format!("The metadata's signature is refused: {}", e.0)),
         }
     }

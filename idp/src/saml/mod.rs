@@ -52,8 +52,7 @@ impl ServiceProvider {
             && meta.signing_keys.is_empty()
         {
             return Err(
-                "signed requests are required but the metadata has no signing certificate"
-                    .into(),
+                "signed requests are required but the metadata has no signing certificate".into(),
             );
         }
         Ok(Self {

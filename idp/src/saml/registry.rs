@@ -97,7 +97,11 @@ impl Source {
 
     /// A registration from the admin API.
     pub fn stored(s: &StoredSp, now: i64) -> Result<Self, String> {
-        let trust = s.trust_pem.as_deref().map(|p| trust_key(p, now)).transpose()?;
+        let trust = s
+            .trust_pem
+            .as_deref()
+            .map(|p| trust_key(p, now))
+            .transpose()?;
         Ok(Self {
             key: next_key(),
             config: s.config.clone(),
@@ -234,7 +238,9 @@ impl Provider {
             for (id, s) in stored {
                 match Source::stored(&s, now) {
                     Ok(src) => sources.push(src),
-                    Err(e) => tracing::error!(sp = %id, error = %e, "stored SAML service provider is unusable"),
+                    Err(e) => {
+                        tracing::error!(sp = %id, error = %e, "stored SAML service provider is unusable")
+                    }
                 }
             }
         }
@@ -243,8 +249,10 @@ impl Provider {
                 Ok((sp, cache)) => {
                     let id = sp.meta.entity_id.clone();
                     if self.sp(&id).is_some() {
-                        let message =
-                            format!("{}: service provider {id:?} is registered twice", source.label());
+                        let message = format!(
+                            "{}: service provider {id:?} is registered twice",
+                            source.label()
+                        );
                         if source.from_api {
                             tracing::error!("{message}; the stored registration is ignored");
                             continue;
