@@ -44,6 +44,9 @@ pub struct SigningKeys {
     pub saml: LoadedKey,
     /// PEM certificate for the SAML key.
     pub saml_certificate_pem: String,
+    /// PEM certificate of the staged next SAML key (`kopa keys saml-rollover stage`),
+    /// published beside the current one until it is promoted.
+    pub saml_next_certificate_pem: Option<String>,
 }
 
 struct Spec {
@@ -72,6 +75,15 @@ const SAML: Spec = Spec {
     alg: &rcgen::PKCS_RSA_SHA256,
 };
 const SAML_CERT_FILE: &str = "saml-signing.crt";
+/// The staged next SAML key and its certificate.
+const SAML_NEXT: Spec = Spec {
+    file: "saml-signing.next.pem",
+    ..SAML
+};
+const SAML_NEXT_CERT_FILE: &str = "saml-signing.next.crt";
+/// How long a SAML certificate stays in the metadata after it was replaced: responses it
+/// signed just before the switch still verify at providers that refresh late.
+pub const SAML_RETIRED_PUBLISHED_SECS: u64 = 86_400;
 /// Where rotated-out keys wait until their tokens have expired.
 const RETIRED_DIR: &str = "retired";
 
@@ -138,7 +150,11 @@ fn load_or_generate(dir: &Path, spec: &Spec) -> Result<(LoadedKey, KeyPair), Idp
 }
 
 fn saml_certificate(dir: &Path, key: &KeyPair, regenerate: bool) -> Result<String, IdpError> {
-    let path = dir.join(SAML_CERT_FILE);
+    saml_certificate_at(&dir.join(SAML_CERT_FILE), key, regenerate)
+}
+
+fn saml_certificate_at(path: &Path, key: &KeyPair, regenerate: bool) -> Result<String, IdpError> {
+    let path = path.to_owned();
     if !regenerate && path.exists() {
         return std::fs::read_to_string(&path).map_err(|e| IdpError::KeyFile {
             path,
@@ -174,12 +190,99 @@ impl SigningKeys {
         let (saml, saml_key) = load_or_generate(dir, &SAML)?;
         // A new SAML key always gets a new certificate; an old certificate would not match it.
         let saml_certificate_pem = saml_certificate(dir, &saml_key, saml.info.generated)?;
+        let next = dir.join(SAML_NEXT_CERT_FILE);
+        let saml_next_certificate_pem = if next.exists() {
+            Some(
+                std::fs::read_to_string(&next).map_err(|e| IdpError::KeyFile {
+                    path: next,
+                    reason: e.kind().to_string(),
+                })?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             oidc_es256,
             oidc_rs256,
             saml,
             saml_certificate_pem,
+            saml_next_certificate_pem,
         })
+    }
+
+    /// SAML certificate rollover, step one: makes the next SAML key and its certificate
+    /// (or keeps the one already staged). Kopa publishes it beside the current one from its
+    /// next start, so service providers learn it before it signs anything.
+    pub fn stage_saml(dir: &Path) -> Result<KeyInfo, IdpError> {
+        let (loaded, key) = load_or_generate(dir, &SAML_NEXT)?;
+        saml_certificate_at(&dir.join(SAML_NEXT_CERT_FILE), &key, loaded.info.generated)?;
+        Ok(loaded.info)
+    }
+
+    /// SAML certificate rollover, step two: the staged key becomes the signing key (from
+    /// Kopa's next start); the old one moves to `retired/` and its certificate stays in the
+    /// metadata for [`SAML_RETIRED_PUBLISHED_SECS`]. Fails when nothing is staged.
+    pub fn promote_saml(dir: &Path) -> Result<KeyInfo, IdpError> {
+        let next_key = dir.join(SAML_NEXT.file);
+        let next_cert = dir.join(SAML_NEXT_CERT_FILE);
+        if !next_key.exists() || !next_cert.exists() {
+            return Err(IdpError::KeyFile {
+                path: next_key,
+                reason: "no SAML key is staged; run `kopa keys saml-rollover stage` first and \
+                         let the service providers refresh the metadata"
+                    .into(),
+            });
+        }
+        let retired = dir.join(RETIRED_DIR);
+        fsutil::ensure_private_dir(&retired).map_err(|source| IdpError::Io {
+            path: retired.clone(),
+            source,
+        })?;
+        let now = unix_now();
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| IdpError::Io { path, source }
+        };
+        for (file, stamped) in [
+            (SAML.file, format!("saml-signing-{now}.pem")),
+            (SAML_CERT_FILE, format!("saml-signing-{now}.crt")),
+        ] {
+            let current = dir.join(file);
+            if current.exists() {
+                std::fs::rename(&current, retired.join(stamped)).map_err(io(&current))?;
+            }
+        }
+        std::fs::rename(&next_key, dir.join(SAML.file)).map_err(io(&next_key))?;
+        std::fs::rename(&next_cert, dir.join(SAML_CERT_FILE)).map_err(io(&next_cert))?;
+        let (loaded, _) = load_or_generate(dir, &SAML)?;
+        Ok(loaded.info)
+    }
+
+    /// Certificates of SAML keys promoted away from less than `overlap_secs` ago.
+    pub fn retired_saml_certificates(&self, overlap_secs: u64) -> Vec<String> {
+        let Some(dir) = self.saml.info.path.parent().map(|d| d.join(RETIRED_DIR)) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let now = unix_now();
+        let mut out: Vec<(u64, String)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let at: u64 = name
+                    .strip_prefix("saml-signing-")?
+                    .strip_suffix(".crt")?
+                    .parse()
+                    .ok()?;
+                (now.saturating_sub(at) <= overlap_secs)
+                    .then(|| std::fs::read_to_string(e.path()).ok().map(|pem| (at, pem)))
+                    .flatten()
+            })
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, pem)| pem).collect()
     }
 
     /// Public keys of OIDC signing keys retired less than `overlap_secs` ago (by
@@ -307,6 +410,37 @@ mod tests {
         assert!(published.contains(&before.oidc_rs256.info.kid));
         assert!(parse_retired("oidc-rs256-12.pem").is_some());
         assert!(parse_retired("saml-signing-12.pem").is_none());
+    }
+
+    #[test]
+    fn saml_rollover_stages_then_promotes_and_keeps_the_old_certificate_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SigningKeys::load_or_generate(dir.path()).unwrap();
+        assert!(first.saml_next_certificate_pem.is_none());
+        assert!(
+            SigningKeys::promote_saml(dir.path()).is_err(),
+            "nothing staged"
+        );
+        let staged = SigningKeys::stage_saml(dir.path()).unwrap();
+        // Staging twice keeps the one staged.
+        assert_eq!(SigningKeys::stage_saml(dir.path()).unwrap().kid, staged.kid);
+        let during = SigningKeys::load_or_generate(dir.path()).unwrap();
+        assert_eq!(
+            during.saml.info.kid, first.saml.info.kid,
+            "still signing with the old key"
+        );
+        let next = during.saml_next_certificate_pem.clone().unwrap();
+        assert_ne!(next, first.saml_certificate_pem);
+        let promoted = SigningKeys::promote_saml(dir.path()).unwrap();
+        assert_eq!(promoted.kid, staged.kid);
+        let after = SigningKeys::load_or_generate(dir.path()).unwrap();
+        assert_eq!(after.saml.info.kid, staged.kid);
+        assert_eq!(after.saml_certificate_pem, next);
+        assert!(after.saml_next_certificate_pem.is_none());
+        assert_eq!(
+            after.retired_saml_certificates(SAML_RETIRED_PUBLISHED_SECS),
+            [first.saml_certificate_pem.clone()]
+        );
     }
 
     #[test]

@@ -94,6 +94,23 @@ enum KeysCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// SAML signing certificate rollover in two steps. `stage` makes the next key and
+    /// certificate, published in the metadata beside the current one from Kopa's next
+    /// start; once every service provider has refreshed the metadata, `promote` makes it
+    /// the signing key (from the next start), and the old certificate stays published for
+    /// a day.
+    SamlRollover {
+        #[arg(value_enum)]
+        step: RolloverStep,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RolloverStep {
+    Stage,
+    Promote,
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +275,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok((config, _)) => keys_rotate(&config),
             Err(p) => config_problems(&p),
         },
+        Command::Keys(KeysCommand::SamlRollover { step, config }) => {
+            match load_config(&config, None) {
+                Ok((config, _)) => saml_rollover(&config, step),
+                Err(p) => config_problems(&p),
+            }
+        }
         Command::Audit(AuditCommand::Verify { config }) => match load_config(&config, None) {
             Ok((config, _)) => audit_verify(&config).await,
             Err(p) => config_problems(&p),
@@ -611,6 +634,33 @@ async fn admin(config: &Config, command: AdminCommand) -> ExitCode {
     match dispatch(config, req).await {
         Ok(reply) => print_reply(reply),
         Err(e) => fail(e),
+    }
+}
+
+fn saml_rollover(config: &Config, step: RolloverStep) -> ExitCode {
+    let dir = config.server.data_dir.join("keys");
+    let result = match step {
+        RolloverStep::Stage => kopa_idp::SigningKeys::stage_saml(&dir),
+        RolloverStep::Promote => kopa_idp::SigningKeys::promote_saml(&dir),
+    };
+    match (step, result) {
+        (RolloverStep::Stage, Ok(info)) => {
+            println!("Next SAML key staged: kid {}", info.kid);
+            println!(
+                "Restart Kopa to publish its certificate beside the current one; promote it once \
+                 every service provider has refreshed the metadata."
+            );
+            ExitCode::SUCCESS
+        }
+        (RolloverStep::Promote, Ok(info)) => {
+            println!("SAML signing key is now kid {}", info.kid);
+            println!(
+                "Restart Kopa to sign with it; the old certificate stays published for {} s.",
+                kopa_idp::keys::SAML_RETIRED_PUBLISHED_SECS
+            );
+            ExitCode::SUCCESS
+        }
+        (_, Err(e)) => fail(e),
     }
 }
 

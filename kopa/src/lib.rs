@@ -338,14 +338,24 @@ async fn build_saml(
         .map_err(StartError::Saml)?;
     let secret =
         kopa_idp::saml::pairwise_secret(&data_dir.join("keys")).map_err(StartError::Saml)?;
-    let saml = Arc::new(Provider::new(
-        &base,
-        config.saml.clone(),
-        signer,
-        &secret,
-        services.audit.clone(),
-        clock,
-    ));
+    // Rollover: a staged next certificate, and those replaced within the last day.
+    let published: Vec<String> = keys
+        .saml_next_certificate_pem
+        .iter()
+        .cloned()
+        .chain(keys.retired_saml_certificates(kopa_idp::keys::SAML_RETIRED_PUBLISHED_SECS))
+        .collect();
+    let saml = Arc::new(
+        Provider::new(
+            &base,
+            config.saml.clone(),
+            signer,
+            &secret,
+            services.audit.clone(),
+            clock,
+        )
+        .with_published_certificates(&published),
+    );
     saml.load_sources(&config.saml_sps, Some(services.idp_store()))
         .await
         .map_err(StartError::Saml)?;

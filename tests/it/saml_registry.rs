@@ -387,3 +387,89 @@ async fn metadata_urls_are_refreshed_and_checked_and_admins_register_providers()
     kopa.shutdown().await;
     drop(server);
 }
+
+/// How many signing certificates the IdP metadata publishes.
+fn published_certificates(metadata: &[u8]) -> usize {
+    String::from_utf8_lossy(metadata)
+        .matches("<md:KeyDescriptor ")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saml_certificate_rollover_publishes_the_next_certificate_before_it_signs() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (cert, key) = sp_keys(dir.path(), "rollover");
+    let sp = Sp {
+        lib: "pysaml2",
+        entity: "https://rollover.sp.test".into(),
+        sign: SamlSigning::Assertion,
+        format: NameIdFormat::Persistent,
+        cert,
+        key,
+    };
+    let sp_file = dir.path().join("sp.xml");
+    std::fs::write(&sp_file, metadata(&sp, &[]).await).unwrap();
+    // The same address after each restart: it is part of the IdP's entityID.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = kopa_tests::config_in(&data);
+    config.server.listen = format!("127.0.0.1:{port}");
+    config.directories = vec![slapd.directory(Municipality::Ventspils, vec![slapd.ldap_url()])];
+    config.saml_sps = vec![SamlSpConfig::new(sp_file)];
+    // Starts Kopa and saves its metadata as `name`, as a provider would download it.
+    let start = |name: &'static str| {
+        let config = config.clone();
+        let path = dir.path().join(name);
+        async move {
+            let kopa = kopa::start(config).await.expect("appliance starts");
+            let client = kopa_tests::Client::trusting(&kopa.data_dir.join("tls/cert.pem"));
+            let meta = client
+                .get(kopa.addr, kopa_tests::Proto::H1, "/saml/metadata")
+                .await;
+            std::fs::write(&path, &meta.body).unwrap();
+            (kopa, path, published_certificates(&meta.body))
+        }
+    };
+    let data_dir = data.to_str().unwrap();
+
+    let (kopa, before, n) = start("before.xml").await;
+    assert_eq!(n, 1);
+    assert_eq!(sign_in(&kopa, &sp, &before).await["ok"], true);
+    kopa.shutdown().await;
+
+    // Nothing to promote before a key is staged.
+    let out = kopa_tests::run_kopa(
+        &["keys", "saml-rollover", "promote", "--data-dir", data_dir],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stage"),
+        "{out:?}"
+    );
+    kopa_tests::kopa_ok(&["keys", "saml-rollover", "stage", "--data-dir", data_dir]);
+
+    // Staged: both certificates published, still signed with the old key, so providers
+    // with the old metadata and with the new one both accept the responses.
+    let (kopa, during, n) = start("during.xml").await;
+    assert_eq!(n, 2);
+    assert_eq!(sign_in(&kopa, &sp, &before).await["ok"], true);
+    assert_eq!(sign_in(&kopa, &sp, &during).await["ok"], true);
+    kopa.shutdown().await;
+
+    kopa_tests::kopa_ok(&["keys", "saml-rollover", "promote", "--data-dir", data_dir]);
+    // Promoted: the new key signs. A provider that refreshed during the overlap goes on
+    // working; one still holding the first metadata no longer can.
+    let (kopa, after, n) = start("after.xml").await;
+    assert_eq!(n, 2, "the old certificate stays published for a while");
+    assert_eq!(sign_in(&kopa, &sp, &during).await["ok"], true);
+    let stale = sign_in(&kopa, &sp, &before).await;
+    assert_eq!(stale["ok"], false, "{stale:#}");
+    assert_eq!(sign_in(&kopa, &sp, &after).await["ok"], true);
+    kopa.shutdown().await;
+}

@@ -127,6 +127,9 @@ pub struct Provider {
     logouts: Mutex<HashMap<String, logout::Run>>,
     sources: Mutex<Vec<registry::Source>>,
     store: std::sync::OnceLock<kopa_store::Store>,
+    /// Certificates published beside the signing one (base64 DER): a staged next key's,
+    /// recently retired ones'.
+    extra_certificates: Vec<String>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -171,7 +174,22 @@ impl Provider {
             logouts: Mutex::new(HashMap::new()),
             sources: Mutex::new(Vec::new()),
             store: std::sync::OnceLock::new(),
+            extra_certificates: Vec::new(),
         }
+    }
+
+    /// Also publishes these PEM certificates in the metadata (certificate rollover: the
+    /// staged next one before it signs, retired ones for a while after).
+    pub fn with_published_certificates(mut self, pems: &[String]) -> Self {
+        self.extra_certificates = pems
+            .iter()
+            .filter_map(|pem| dsig::pem_body(pem, "CERTIFICATE"))
+            .map(|der| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(der)
+            })
+            .collect();
+        self
     }
 
     /// The registered service provider `entity_id`.
@@ -198,7 +216,7 @@ impl Provider {
         metadata::idp_metadata(
             &self.endpoints,
             &self.signer,
-            &[],
+            &self.extra_certificates,
             &response::new_id(),
             &valid_until,
         )
