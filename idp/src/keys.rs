@@ -439,7 +439,7 @@ mod tests {
         assert!(after.saml_next_certificate_pem.is_none());
         assert_eq!(
             after.retired_saml_certificates(SAML_RETIRED_PUBLISHED_SECS),
-            [first.saml_certificate_pem.clone()]
+            vec![first.saml_certificate_pem]
         );
     }
 
