@@ -1,5 +1,6 @@
 //! SAML messages as they arrive: the Redirect binding's query, the POST binding's form
-//! value, raw XML and service provider metadata. Nothing panics, and no signature from
+//! value, raw XML (requests, logout responses), service provider metadata with and without
+//! a required signature, and `xs:duration` values. Nothing panics, and no signature from
 //! random input verifies against a key it was not made with.
 #![no_main]
 
@@ -22,11 +23,13 @@ fn xml(text: &str) {
         let root = doc.root_element();
         let _ = request::authn_request(root);
         let _ = request::logout_request(root);
+        let _ = request::logout_response(root);
         assert!(!matches!(dsig::verify_enveloped(root, std::slice::from_ref(key())), Ok(true)));
         let mut out = String::new();
         dsig::canonicalize(root, None, &[], &mut out);
     }
     let _ = metadata::parse_sp(text, 1_800_000_000, None);
+    let _ = metadata::parse_sp(text, 1_800_000_000, Some(key()));
     let _ = metadata::parse_duration(text);
 }
 

@@ -106,6 +106,16 @@ fn parse_retired(name: &str) -> Option<(&'static Spec, u64)> {
 /// explicit operator action, not an expiry surprise.
 const SAML_CERT_DAYS: i64 = 5 * 365;
 
+/// `dir/retired`, made (0700) if missing.
+fn retired_dir(dir: &Path) -> Result<PathBuf, IdpError> {
+    let retired = dir.join(RETIRED_DIR);
+    fsutil::ensure_private_dir(&retired).map_err(|source| IdpError::Io {
+        path: retired.clone(),
+        source,
+    })?;
+    Ok(retired)
+}
+
 fn kid_of(key: &KeyPair) -> String {
     let digest =
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
@@ -233,11 +243,7 @@ impl SigningKeys {
                     .into(),
             });
         }
-        let retired = dir.join(RETIRED_DIR);
-        fsutil::ensure_private_dir(&retired).map_err(|source| IdpError::Io {
-            path: retired.clone(),
-            source,
-        })?;
+        let retired = retired_dir(dir)?;
         let now = unix_now();
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -327,11 +333,7 @@ impl SigningKeys {
     /// Replaces both OIDC signing keys in `dir` with new ones; the old ones move to
     /// `retired/`, stamped with the time, and stay published for the overlap.
     pub fn rotate_oidc(dir: &Path) -> Result<Vec<KeyInfo>, IdpError> {
-        let retired = dir.join(RETIRED_DIR);
-        fsutil::ensure_private_dir(&retired).map_err(|source| IdpError::Io {
-            path: retired.clone(),
-            source,
-        })?;
+        let retired = retired_dir(dir)?;
         let now = unix_now();
         let mut out = Vec::new();
         for spec in [&OIDC_ES256, &OIDC_RS256] {

@@ -66,6 +66,19 @@ fn unavailable(e: &dyn std::fmt::Display) -> Rejection {
     ApiError::new(ErrorCode::Unavailable, "Service providers are unavailable").into()
 }
 
+/// The platform administrator making the call; a change (`mutating`) must carry the
+/// double-submit token of our own pages in `csrf`.
+async fn caller(
+    login: &Login,
+    ctx: &Ctx,
+    csrf: Option<&str>,
+    mutating: bool,
+) -> Result<crate::session::Session, Rejection> {
+    let session = admin(login, ctx, csrf, mutating).await?;
+    platform_admin(&session, WHAT)?;
+    Ok(session)
+}
+
 async fn record(saml: &Provider, action: &str, caller: &str, ctx: &Ctx, entity: &str) {
     let mut e = AuditEvent::new(Category::Configuration, action, Outcome::Success);
     e.user_resolved = Some(caller.to_owned());
@@ -81,8 +94,7 @@ pub(super) async fn list(
     login: Arc<Login>,
     ctx: Ctx,
 ) -> Result<warp::reply::Response, Rejection> {
-    let caller = admin(&login, &ctx, None, false).await?;
-    platform_admin(&caller, WHAT)?;
+    caller(&login, &ctx, None, false).await?;
     Ok(no_store(json(
         &serde_json::json!({ "service_providers": saml.list_sps() }),
     )))
@@ -95,8 +107,7 @@ pub(super) async fn create(
     csrf: Option<String>,
     body: NewSp,
 ) -> Result<warp::reply::Response, Rejection> {
-    let caller = admin(&login, &ctx, csrf.as_deref(), true).await?;
-    platform_admin(&caller, WHAT)?;
+    let caller = caller(&login, &ctx, csrf.as_deref(), true).await?;
     let inline = body.metadata_xml.filter(|x| !x.trim().is_empty());
     if inline.is_some() == body.metadata_url.is_some() {
         return Err(bad("Give exactly one of metadata_xml and metadata_url"));
@@ -169,8 +180,7 @@ pub(super) async fn delete(
     csrf: Option<String>,
     q: EntityQuery,
 ) -> Result<warp::reply::Response, Rejection> {
-    let caller = admin(&login, &ctx, csrf.as_deref(), true).await?;
-    platform_admin(&caller, WHAT)?;
+    let caller = caller(&login, &ctx, csrf.as_deref(), true).await?;
     let removed = saml
         .remove_sp(&q.entity_id)
         .await
@@ -204,8 +214,7 @@ pub(super) async fn refresh(
     csrf: Option<String>,
     q: EntityQuery,
 ) -> Result<warp::reply::Response, Rejection> {
-    let caller = admin(&login, &ctx, csrf.as_deref(), true).await?;
-    platform_admin(&caller, WHAT)?;
+    let caller = caller(&login, &ctx, csrf.as_deref(), true).await?;
     match saml.refresh_sp(&q.entity_id).await {
         None => Err(ApiError::new(ErrorCode::NotFound, "No such service provider").into()),
         Some(Err(reason)) => Err(ApiError::new(
