@@ -60,7 +60,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Verifies the snapshot in DIR, then replaces the databases with it (Kopa stopped).
+    /// Verifies the snapshot in DIR, then replaces the databases and `keys/` with it (Kopa
+    /// stopped); the current ones are kept beside them.
     Restore {
         /// The backup directory.
         dir: PathBuf,
@@ -594,7 +595,12 @@ fn restore(config: &Config, dir: &Path, verify_only: bool) -> ExitCode {
     if verify_only {
         return match kopa_store::backup::verify(dir) {
             Ok(m) => {
-                println!("{}: OK ({} databases)", dir.display(), m.databases.len());
+                println!(
+                    "{}: OK ({} databases, {} key files)",
+                    dir.display(),
+                    m.databases.len(),
+                    m.files.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => fail(with_causes(&e)),
@@ -604,7 +610,7 @@ fn restore(config: &Config, dir: &Path, verify_only: bool) -> ExitCode {
         Ok(report) => {
             println!("Restored: {}", report.restored.join(", "));
             for p in report.moved_aside {
-                println!("Previous database kept as {}", p.display());
+                println!("Previous copy kept as {}", p.display());
             }
             ExitCode::SUCCESS
         }

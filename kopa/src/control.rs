@@ -152,14 +152,21 @@ pub async fn execute(services: &Services, tls: Option<&ReloadableCert>, req: Req
     match req {
         Request::Backup { dest } => {
             let stores = services.stores.clone();
+            let keys = services.data_dir.join("keys");
             let now = kopa_core::SystemClock;
             let shown = dest.display().to_string();
             let done = tokio::task::spawn_blocking(move || {
-                kopa_store::backup::backup(
+                // The signing keys, the SAML pairwise secret and the audit key go along:
+                // without them a restore changes every identifier and signature.
+                kopa_store::backup::backup_with(
                     &stores,
                     &dest,
                     kopa_core::VERSION,
                     kopa_core::Clock::now_millis(&now),
+                    &[kopa_store::backup::ExtraDir {
+                        name: "keys",
+                        source: &keys,
+                    }],
                 )
             })
             .await;

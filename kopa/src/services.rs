@@ -40,6 +40,8 @@ pub struct Services {
     /// The audit log. Its writer thread stops when the last clone of the services is
     /// dropped (dropping waits for it) or on [`AuditLog::close`].
     pub audit: AuditLog,
+    /// Where the databases (and `keys/`) live.
+    pub data_dir: PathBuf,
 }
 
 impl Services {
@@ -65,6 +67,7 @@ impl Services {
             accounts: LocalAccounts::new(idp, clock),
             stores,
             audit,
+            data_dir: data_dir.to_owned(),
         })
     }
 

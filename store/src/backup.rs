@@ -31,6 +31,28 @@ pub struct Manifest {
     pub kopa_version: String,
     pub created_at_ms: u64,
     pub databases: Vec<DatabaseEntry>,
+    /// Plain files copied beside the databases (the data directory's `keys/`), absent in
+    /// backups made before they were included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+}
+
+/// One plain file of a backup: its path relative to the backup (and to the data
+/// directory), `/`-separated, under one of the copied directories.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+}
+
+/// A directory of the data directory copied into backups as plain files (e.g. `keys`).
+#[derive(Debug, Clone, Copy)]
+pub struct ExtraDir<'a> {
+    /// Its name in the data directory and in the backup: lowercase letters only.
+    pub name: &'a str,
+    pub source: &'a Path,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -140,6 +162,24 @@ pub fn backup(
     kopa_version: &str,
     now_ms: u64,
 ) -> Result<Manifest, StoreError> {
+    backup_with(stores, dest, kopa_version, now_ms, &[])
+}
+
+/// [`backup`], plus the regular files of each of `extra` (recursively; symlinks and other
+/// special files are skipped), copied with mode 0600 and listed with their SHA-256.
+pub fn backup_with(
+    stores: &[Store],
+    dest: &Path,
+    kopa_version: &str,
+    now_ms: u64,
+    extra: &[ExtraDir<'_>],
+) -> Result<Manifest, StoreError> {
+    if let Some(bad) = extra.iter().find(|d| !valid_dir_name(d.name)) {
+        return Err(StoreError::verify(format!(
+            "{:?} cannot be a backed-up directory",
+            bad.name
+        )));
+    }
     let mut seen = BTreeSet::new();
     for s in stores {
         if !seen.insert(s.service()) {
@@ -154,11 +194,16 @@ pub fn backup(
     for store in stores {
         databases.push(backup_one(store, dest)?);
     }
+    let mut files = Vec::new();
+    for dir in extra {
+        copy_tree(dir.source, dest, dir.name, &mut files)?;
+    }
     let manifest = Manifest {
         format: FORMAT,
         kopa_version: kopa_version.to_string(),
         created_at_ms: now_ms,
         databases,
+        files,
     };
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|source| StoreError::Encode {
         table: MANIFEST,
@@ -222,6 +267,64 @@ fn backup_one(store: &Store, dest: &Path) -> Result<DatabaseEntry, StoreError> {
         schema_version,
         tables,
     })
+}
+
+fn valid_dir_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// A manifest file path: `dir/…/file`, every part a plain name (no `.`, `..`, empty or
+/// hidden parts), under a valid directory name.
+fn valid_file_path(path: &str) -> bool {
+    let mut parts = path.split('/');
+    let top_ok = parts.next().is_some_and(valid_dir_name);
+    let rest: Vec<&str> = parts.collect();
+    top_ok
+        && !rest.is_empty()
+        && rest.len() <= 8
+        && rest.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.len() <= 255
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+}
+
+/// Copies the regular files under `source` to `dest/name/…`, listing them in `out`.
+fn copy_tree(
+    source: &Path,
+    dest: &Path,
+    rel: &str,
+    out: &mut Vec<FileEntry>,
+) -> Result<(), StoreError> {
+    let entries = match fs::read_dir(source) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("read directory", source, e)),
+    };
+    let target_dir = dest.join(rel);
+    fsutil::ensure_private_dir(&target_dir)
+        .map_err(|e| StoreError::io("create directory", &target_dir, e))?;
+    let mut names: Vec<_> = entries.flatten().collect();
+    names.sort_by_key(fs::DirEntry::file_name);
+    for entry in names {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{rel}/{name}");
+        let kind = entry
+            .file_type()
+            .map_err(|e| StoreError::io("stat", entry.path(), e))?;
+        if !valid_file_path(&path) {
+            tracing::warn!(path = %entry.path().display(), "not backed up: unusual name");
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), dest, &path, out)?;
+        } else if kind.is_file() {
+            let sha256 = sha256_file(&entry.path())?;
+            copy_verified(&entry.path(), &dest.join(&path), &sha256)?;
+            out.push(FileEntry { path, sha256 });
+        }
+    }
+    fsutil::fsync_dir(&target_dir).map_err(|e| StoreError::io("sync", &target_dir, e))
 }
 
 fn file_name(service: &str) -> String {
@@ -308,6 +411,23 @@ pub fn verify(src: &Path) -> Result<Manifest, StoreError> {
     for entry in &manifest.databases {
         verify_entry(src, entry)?;
     }
+    let mut paths = BTreeSet::new();
+    for f in &manifest.files {
+        if !valid_file_path(&f.path) || !paths.insert(f.path.as_str()) {
+            return Err(StoreError::verify(format!(
+                "manifest file entry {:?} is not a usable path",
+                f.path
+            )));
+        }
+        let path = src.join(&f.path);
+        let is_file = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+        if !is_file || sha256_file(&path)? != f.sha256 {
+            return Err(StoreError::verify(format!(
+                "{} is missing or does not match its SHA-256 in the manifest",
+                f.path
+            )));
+        }
+    }
     Ok(manifest)
 }
 
@@ -391,6 +511,7 @@ pub fn restore(
         }
     }
 
+    let staged_dirs = stage_files(src, data_dir, &manifest)?;
     let mut staged = Vec::new();
     for entry in &manifest.databases {
         let tmp = data_dir.join(format!("{}.restoring", file_name(&entry.service)));
@@ -405,7 +526,8 @@ pub fn restore(
     }
 
     let mut report = RestoreReport::default();
-    let swapped = swap_in(&manifest, data_dir, &staged, &mut report);
+    let swapped = swap_in(&manifest, data_dir, &staged, &mut report)
+        .and_then(|()| swap_dirs_in(&manifest, data_dir, &staged_dirs, &mut report));
     if let Err(e) = swapped {
         // Renames are not undone: the operator needs to know exactly where things stand.
         tracing::error!(
@@ -420,6 +542,66 @@ pub fn restore(
     drop(guards);
     tracing::info!(src = %src.display(), restored = ?report.restored, "restore complete");
     Ok(report)
+}
+
+/// Copies the backup's plain files into `data_dir/<dir>.restoring/`, verified; returns the
+/// directory names staged.
+fn stage_files(
+    src: &Path,
+    data_dir: &Path,
+    manifest: &Manifest,
+) -> Result<Vec<String>, StoreError> {
+    let mut dirs: Vec<String> = manifest
+        .files
+        .iter()
+        .filter_map(|f| f.path.split('/').next().map(str::to_owned))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in &dirs {
+        let staging = data_dir.join(format!("{dir}.restoring"));
+        if fs::symlink_metadata(&staging).is_ok() {
+            fs::remove_dir_all(&staging)
+                .map_err(|e| StoreError::io("remove stale", &staging, e))?;
+        }
+    }
+    for f in &manifest.files {
+        let (dir, rest) = f.path.split_once('/').unwrap_or_default();
+        let to = data_dir.join(format!("{dir}.restoring")).join(rest);
+        if let Some(parent) = to.parent() {
+            fsutil::ensure_private_dir(parent)
+                .map_err(|e| StoreError::io("create directory", parent, e))?;
+        }
+        if let Err(e) = copy_verified(&src.join(&f.path), &to, &f.sha256) {
+            for dir in &dirs {
+                let _ = fs::remove_dir_all(data_dir.join(format!("{dir}.restoring")));
+            }
+            return Err(e);
+        }
+    }
+    Ok(dirs)
+}
+
+/// Puts each staged directory in place, the current one moved aside.
+fn swap_dirs_in(
+    manifest: &Manifest,
+    data_dir: &Path,
+    dirs: &[String],
+    report: &mut RestoreReport,
+) -> Result<(), StoreError> {
+    for dir in dirs {
+        let target = data_dir.join(dir);
+        if fs::symlink_metadata(&target).is_ok() {
+            let aside = aside_path(&target, manifest.created_at_ms);
+            fs::rename(&target, &aside).map_err(|e| StoreError::io("move aside", &target, e))?;
+            report.moved_aside.push(aside);
+        }
+        let staged = data_dir.join(format!("{dir}.restoring"));
+        fs::rename(&staged, &target)
+            .map_err(|e| StoreError::io("rename into place", &staged, e))?;
+        report.restored.push(format!("{dir}/"));
+    }
+    Ok(())
 }
 
 fn swap_in(

@@ -120,6 +120,32 @@ async fn backup_during_writes_restores_to_an_identical_snapshot() {
             .unwrap();
         assert_eq!(digest, entry.tables, "{}", schema.service);
     }
+    // The keys came along, byte for byte and private: without them the restored appliance
+    // would sign with new keys and hand SAML providers new pairwise identifiers.
+    let files = |root: &std::path::Path| {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(root.join("keys")).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                out.push((e.file_name(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    };
+    let original = files(&data);
+    assert!(
+        original
+            .iter()
+            .any(|(n, _)| n.to_str() == Some("saml-pairwise.secret"))
+    );
+    assert_eq!(files(&restored), original);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(restored.join("keys/saml-pairwise.secret"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
 
     // And its accounts are a prefix of the acknowledged stream, cut during the backup.
     let mut kopa = KopaProcess::serve(&restored, &[]);
@@ -206,4 +232,21 @@ fn a_tampered_snapshot_is_refused_and_nothing_is_touched() {
         .filter(|n| n.contains("restor"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A changed key file in a backup is caught the same way.
+    let second = dir.path().join("second");
+    kopa_ok(&[
+        "backup",
+        second.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    std::fs::write(second.join("keys/saml-pairwise.secret"), [7u8; 32]).unwrap();
+    let out = run_kopa(&["restore", second.to_str().unwrap(), "--verify-only"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("keys/saml-pairwise.secret"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -797,8 +797,8 @@ impl Provider {
 }
 
 /// The secret behind pairwise NameIDs, in `keys/saml-pairwise.secret` (mode 0600), made
-/// on first start. Losing it changes every persistent NameID; `kopa backup` copies only the
-/// databases, so the operator backs up `keys/` separately.
+/// on first start. Losing it changes every persistent NameID, so `kopa backup` copies it
+/// (with the rest of `keys/`).
 pub fn pairwise_secret(keys_dir: &std::path::Path) -> Result<Vec<u8>, String> {
     let path = keys_dir.join("saml-pairwise.secret");
     match std::fs::read(&path) {
