@@ -152,6 +152,10 @@ pub struct SamlSpConfig {
     /// Name shown in logs and admin lists.
     #[serde(default)]
     pub name: String,
+    /// The provider's `entityID`. Required with `metadata_url`: a fetched document naming
+    /// another entity is refused, so one URL can never take over another provider.
+    #[serde(default)]
+    pub entity_id: Option<String>,
     /// The service provider's SAML metadata (an `EntityDescriptor`) in a file, read at
     /// start. Its `entityID`, assertion consumer and logout endpoints and signing
     /// certificates are the only ones trusted. Set this or `metadata_url`.
@@ -211,6 +215,7 @@ impl SamlSpConfig {
     pub fn new(metadata_file: PathBuf) -> Self {
         Self {
             name: String::new(),
+            entity_id: None,
             metadata_file: Some(metadata_file),
             metadata_url: None,
             metadata_signing_cert: None,
@@ -267,6 +272,12 @@ impl SamlSpConfig {
                 }
             }
             _ => {}
+        }
+        if self.metadata_url.is_some() && self.entity_id.as_deref().is_none_or(str::is_empty) {
+            out.push(Problem::default_origin(
+                key("entity_id"),
+                "Required with metadata_url: the entityID the fetched metadata must name",
+            ));
         }
         check_range(
             out,

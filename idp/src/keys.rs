@@ -249,17 +249,20 @@ impl SigningKeys {
             let path = path.to_owned();
             move |source| IdpError::Io { path, source }
         };
+        // The current files are linked into `retired/` (not moved), then replaced by
+        // atomic renames, so `keys/` never lacks a SAML key, whatever fails on the way.
         for (file, stamped) in [
             (SAML.file, format!("saml-signing-{now}.pem")),
             (SAML_CERT_FILE, format!("saml-signing-{now}.crt")),
         ] {
             let current = dir.join(file);
             if current.exists() {
-                std::fs::rename(&current, retired.join(stamped)).map_err(io(&current))?;
+                std::fs::hard_link(&current, retired.join(stamped)).map_err(io(&current))?;
             }
         }
         std::fs::rename(&next_key, dir.join(SAML.file)).map_err(io(&next_key))?;
         std::fs::rename(&next_cert, dir.join(SAML_CERT_FILE)).map_err(io(&next_cert))?;
+        fsutil::fsync_dir(dir).map_err(io(dir))?;
         let (loaded, _) = load_or_generate(dir, &SAML)?;
         Ok(loaded.info)
     }

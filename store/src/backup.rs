@@ -273,11 +273,17 @@ fn valid_dir_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase())
 }
 
+/// The only directories a restore puts back (a crafted manifest must not replace others,
+/// such as `tls/`).
+pub const RESTORABLE_DIRS: [&str; 1] = ["keys"];
+
 /// A manifest file path: `dir/…/file`, every part a plain name (no `.`, `..`, empty or
-/// hidden parts), under a valid directory name.
+/// hidden parts), under one of [`RESTORABLE_DIRS`].
 fn valid_file_path(path: &str) -> bool {
     let mut parts = path.split('/');
-    let top_ok = parts.next().is_some_and(valid_dir_name);
+    let top_ok = parts
+        .next()
+        .is_some_and(|d| valid_dir_name(d) && RESTORABLE_DIRS.contains(&d));
     let rest: Vec<&str> = parts.collect();
     top_ok
         && !rest.is_empty()
@@ -520,6 +526,10 @@ pub fn restore(
             for t in staged.iter().chain([&tmp]) {
                 let _ = fs::remove_file(t);
             }
+            // The staged key files are private keys: never left lying around.
+            for dir in &staged_dirs {
+                let _ = fs::remove_dir_all(data_dir.join(format!("{dir}.restoring")));
+            }
             return Err(e);
         }
         staged.push(tmp);
@@ -699,4 +709,27 @@ fn aside_path(target: &Path, created_at_ms: u64) -> PathBuf {
         n += 1;
     }
     candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_file_path;
+
+    #[test]
+    fn only_plain_paths_under_keys_can_be_restored() {
+        assert!(valid_file_path("keys/saml-pairwise.secret"));
+        assert!(valid_file_path("keys/retired/oidc-es256-1767225600.pem"));
+        for bad in [
+            "keys",
+            "keys/",
+            "keys/../idp.redb",
+            "keys/.hidden",
+            "/keys/x",
+            "tls/key.pem",
+            "keys//x",
+            "keys/a b",
+        ] {
+            assert!(!valid_file_path(bad), "{bad:?}");
+        }
+    }
 }

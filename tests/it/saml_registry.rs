@@ -182,6 +182,7 @@ async fn metadata_urls_are_refreshed_and_checked_and_admins_register_providers()
     config.saml.metadata_min_refresh_secs = 1;
     config.saml_sps = vec![SamlSpConfig {
         metadata_file: None,
+        entity_id: Some(published.entity.clone()),
         metadata_url: Some(format!("http://127.0.0.1:{}/sp.xml", server.port)),
         metadata_signing_cert: Some(fed_cert.clone()),
         ..SamlSpConfig::new("".into())

@@ -30,6 +30,8 @@ pub(super) struct NewSp {
     #[serde(default)]
     name: String,
     #[serde(default)]
+    entity_id: Option<String>,
+    #[serde(default)]
     metadata_xml: Option<String>,
     #[serde(default)]
     metadata_url: Option<String>,
@@ -115,6 +117,7 @@ pub(super) async fn create(
     let defaults = SamlSpConfig::new(std::path::PathBuf::new());
     let config = SamlSpConfig {
         name: body.name,
+        entity_id: body.entity_id,
         metadata_file: None,
         metadata_url: body.metadata_url,
         // Only for the check that http:// metadata is signed; the PEM itself is stored.

@@ -280,7 +280,7 @@ impl Provider {
     async fn next_hop(&self, mut run: Run, origin: &Origin) -> Answer {
         while !run.remaining.is_empty() {
             let who = run.remaining.remove(0);
-            let Some(endpoint) = self.sp(&who.sp).and_then(|sp| slo_endpoint(&sp)) else {
+            let Some(endpoint) = self.usable_sp(&who.sp).and_then(|sp| slo_endpoint(&sp)) else {
                 run.partial = true;
                 self.record_hop(&who.sp, origin, &run.session_id, "no_slo_endpoint")
                     .await;
@@ -301,11 +301,13 @@ impl Provider {
             };
             let run_id = response::new_id();
             run.awaiting = Some((who.sp.clone(), id.clone()));
-            if !self.park(&run_id, run) {
-                return Answer::ErrorPage {
-                    status: 503,
-                    message: "Too many logouts are in progress; please try again.".into(),
-                };
+            if let Err(mut run) = self.park(&run_id, run) {
+                // Too many logouts in flight: the rest cannot be told; say so.
+                tracing::warn!("too many SAML logouts in progress; reporting a partial logout");
+                run.awaiting = None;
+                run.remaining.clear();
+                run.partial = true;
+                return self.finish(*run, None);
             }
             return self.deliver(
                 &endpoint,
@@ -318,18 +320,26 @@ impl Provider {
         self.finish(run, None)
     }
 
-    /// Keeps `run` under `run_id` until its provider answers; false when full.
-    fn park(&self, run_id: &str, run: Run) -> bool {
-        let now = self.clock.now_millis();
+    fn live(&self, run: &Run) -> bool {
+        self.clock.now_millis().saturating_sub(run.created_ms) < RUN_TTL_MS
+    }
+
+    /// Keeps `run` under `run_id` until its provider answers; gives it back when full.
+    fn park(&self, run_id: &str, run: Run) -> Result<(), Box<Run>> {
         let mut runs = lock(&self.logouts);
         if runs.len() >= MAX_RUNS / 2 {
-            runs.retain(|_, r| now.saturating_sub(r.created_ms) < RUN_TTL_MS);
+            runs.retain(|_, r| self.live(r));
         }
         if runs.len() >= MAX_RUNS {
-            return false;
+            return Err(Box::new(run));
         }
         runs.insert(run_id.to_owned(), run);
-        true
+        Ok(())
+    }
+
+    /// Takes the run `run_id` out, unless it is unknown or older than five minutes.
+    fn take_run(&self, run_id: &str) -> Option<Run> {
+        lock(&self.logouts).remove(run_id).filter(|r| self.live(r))
     }
 
     async fn record_hop(&self, sp: &str, origin: &Origin, session_id: &str, failure: &str) {
@@ -362,7 +372,19 @@ impl Provider {
                 )
                 .await;
         };
-        let Some(mut run) = lock(&self.logouts).remove(&run_id) else {
+        // The run stays until a response claims to answer exactly what it awaits, so a
+        // stray message cannot end someone's logout.
+        let awaited = lock(&self.logouts)
+            .get(&run_id)
+            .filter(|r| self.live(r))
+            .and_then(|r| r.awaiting.clone());
+        let claims = request::parse(&incoming.xml).ok().and_then(|d| {
+            let r = request::logout_response(d.root_element()).ok()?;
+            Some((r.common.issuer, r.in_response_to.unwrap_or_default()))
+        });
+        let answers = awaited.is_some() && claims == awaited;
+        let run = answers.then(|| self.take_run(&run_id)).flatten();
+        let Some(mut run) = run else {
             return self
                 .refuse(
                     "",
@@ -410,12 +432,8 @@ impl Provider {
         if resp.in_response_to.as_deref() != Some(awaited_id.as_str()) {
             return Err(fail("wrong_in_response_to"));
         }
-        if resp
-            .common
-            .destination
-            .as_deref()
-            .is_some_and(|d| d != self.endpoints.slo)
-        {
+        // Signed messages must name their Destination (Bindings §3.4.5.2, §3.5.5.2).
+        if resp.common.destination.as_deref() != Some(self.endpoints.slo.as_str()) {
             return Err(fail("wrong_destination"));
         }
         if resp.status != response::SUCCESS {
@@ -467,13 +485,19 @@ impl Provider {
         }
     }
 
-    /// Continues a logout the IdP started (`/saml/slo/next?run=…`).
+    /// Continues a logout (`/saml/slo/next?run=…`): the first step of one the IdP started,
+    /// or — when a provider was asked and never answered — on past that provider, whose
+    /// silence makes the logout partial.
     pub async fn continue_logout(&self, run_id: &str, origin: &Origin) -> Answer {
-        let run = lock(&self.logouts).remove(run_id);
-        match run {
-            Some(run) => self.next_hop(run, origin).await,
-            None => Answer::SignedOut,
+        let Some(mut run) = self.take_run(run_id) else {
+            return Answer::SignedOut;
+        };
+        if let Some((sp, _)) = run.awaiting.take() {
+            run.partial = true;
+            self.record_hop(&sp, origin, &run.session_id, "no_answer")
+                .await;
         }
+        self.next_hop(run, origin).await
     }
 }
 
@@ -492,8 +516,15 @@ impl FrontChannelLogout for Provider {
             session_id: session.id.clone(),
             created_ms: self.clock.now_millis(),
         };
-        self.park(&run_id, run)
-            .then(|| format!("/saml/slo/next?run={run_id}"))
+        match self.park(&run_id, run) {
+            Ok(()) => Some(format!("/saml/slo/next?run={run_id}")),
+            Err(run) => {
+                // Kept for a later logout by a provider (SessionIndex) to find.
+                tracing::warn!("too many SAML logouts in progress; providers not told");
+                lock(&self.participants).insert(session.id.clone(), run.remaining);
+                None
+            }
+        }
     }
 }
 

@@ -47,7 +47,8 @@ pub fn parse_instant(s: &str) -> Option<i64> {
         .map(|d| d.timestamp())
 }
 
-/// Seconds of an `xs:duration` without years or months (`P1DT2H`, `PT15M`, `PT30.5S`).
+/// Seconds of a positive `xs:duration` (`P1DT2H`, `PT15M`, `PT30.5S`, `P0Y0M0DT6H0M0S`);
+/// a year counts 365 days and a month 30.
 pub fn parse_duration(s: &str) -> Option<u64> {
     let rest = s.trim().strip_prefix('P')?;
     let (days, time) = match rest.split_once('T') {
@@ -71,7 +72,14 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         }
         num.is_empty().then_some(())
     };
-    take(days, &[('D', 86_400.0)])?;
+    take(
+        days,
+        &[
+            ('Y', 365.0 * 86_400.0),
+            ('M', 30.0 * 86_400.0),
+            ('D', 86_400.0),
+        ],
+    )?;
     if let Some(t) = time {
         if t.is_empty() {
             return None;
@@ -110,6 +118,12 @@ pub fn parse_sp(xml: &str, now: i64, trust: Option<&VerifyKey>) -> Result<SpMeta
     };
     if valid_until.is_some_and(|v| v <= now) {
         return Err("The metadata has expired (validUntil is in the past)".into());
+    }
+    if trust.is_some() && valid_until.is_none() {
+        return Err(
+            "Signed metadata must carry validUntil, so that an old copy cannot be replayed forever"
+                .into(),
+        );
     }
     let cache_duration_secs = match root.attribute("cacheDuration") {
         Some(d) => Some(parse_duration(d).ok_or("cacheDuration is not a duration")?),
@@ -307,4 +321,23 @@ pub fn idp_metadata(
     let doc = w.finish();
     let signature = signer.enveloped(id, &[&doc[..head], &doc[head..]]);
     format!("{}{signature}{}", &doc[..head], &doc[head..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_as_metadata_publishers_write_them() {
+        assert_eq!(parse_duration("PT1H"), Some(3600));
+        assert_eq!(parse_duration("P0Y0M0DT6H0M0S"), Some(6 * 3600));
+        assert_eq!(parse_duration("P1DT30M"), Some(86_400 + 1800));
+        assert_eq!(parse_duration("PT604800S"), Some(604_800));
+        assert_eq!(parse_duration("P1M"), Some(30 * 86_400));
+        for bad in [
+            "", "P", "PT", "1H", "-PT1H", "PT1X", "P1H", "PT1H2", "PT1.2.3S",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
 }

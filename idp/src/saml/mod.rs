@@ -35,6 +35,8 @@ const PENDING_TTL_MS: u64 = 10 * 60 * 1000;
 const MAX_SEEN: usize = 200_000;
 /// Most sessions whose SAML participants are remembered for Single Logout.
 const MAX_TRACKED_SESSIONS: usize = 100_000;
+/// Most service providers remembered per session for Single Logout.
+const MAX_PROVIDERS_PER_SESSION: usize = 64;
 /// Most requests parked for sign-in at once.
 const MAX_PENDING: usize = 50_000;
 
@@ -199,6 +201,13 @@ impl Provider {
             .unwrap_or_else(PoisonError::into_inner)
             .get(entity_id)
             .cloned()
+    }
+
+    /// The registered service provider `entity_id`, unless its metadata has expired.
+    fn usable_sp(&self, entity_id: &str) -> Option<Arc<ServiceProvider>> {
+        let now = self.now_secs();
+        self.sp(entity_id)
+            .filter(|sp| sp.meta.valid_until.is_none_or(|v| v > now))
     }
 
     /// The IdP's entity ID.
@@ -553,7 +562,7 @@ impl Provider {
         session: Option<Session>,
         origin: &Origin,
     ) -> Answer {
-        let Some(sp) = self.sp(entity_id) else {
+        let Some(sp) = self.usable_sp(entity_id) else {
             return self
                 .refuse(
                     entity_id,
@@ -749,7 +758,10 @@ impl Provider {
                 name_id: name_id.clone(),
                 name_id_format: p.name_id_format.urn().to_owned(),
             };
-            if !list.contains(&who) {
+            // One entry per provider, the NameID it was given last (a transient one is new
+            // every time), and a bounded list.
+            list.retain(|p| p.sp != who.sp);
+            if list.len() < MAX_PROVIDERS_PER_SESSION {
                 list.push(who);
             }
         }

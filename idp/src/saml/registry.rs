@@ -88,15 +88,16 @@ impl Source {
             inline: None,
             trust,
             trust_pem,
-            entity_id: None,
+            entity_id: config.entity_id.clone(),
             next_fetch_ms: 0,
             last_ok_ms: None,
             last_error: None,
         })
     }
 
-    /// A registration from the admin API.
-    pub fn stored(s: &StoredSp, now: i64) -> Result<Self, String> {
+    /// A registration from the admin API, stored under `entity_id` (which its metadata
+    /// must keep naming).
+    pub fn stored(s: &StoredSp, entity_id: Option<&str>, now: i64) -> Result<Self, String> {
         let trust = s
             .trust_pem
             .as_deref()
@@ -109,7 +110,7 @@ impl Source {
             inline: s.metadata_xml.clone(),
             trust,
             trust_pem: s.trust_pem.clone(),
-            entity_id: None,
+            entity_id: entity_id.map(str::to_owned),
             next_fetch_ms: 0,
             last_ok_ms: None,
             last_error: None,
@@ -146,7 +147,7 @@ impl Source {
     }
 
     /// Loads the provider: the document, every check, and the settings.
-    async fn load(&self, now: i64) -> Result<(ServiceProvider, Option<u64>), String> {
+    async fn load(&self, now: i64) -> Result<ServiceProvider, String> {
         let xml = self.document().await?;
         let meta = metadata::parse_sp(&xml, now, self.trust.as_ref())?;
         if let Some(known) = &self.entity_id
@@ -157,8 +158,7 @@ impl Source {
                 meta.entity_id
             ));
         }
-        let cache = meta.cache_duration_secs;
-        ServiceProvider::checked(&self.config, meta).map(|sp| (sp, cache))
+        ServiceProvider::checked(&self.config, meta)
     }
 }
 
@@ -204,16 +204,22 @@ impl Provider {
         self.clock.now_millis()
     }
 
-    /// When the source loaded now (with the metadata's `cacheDuration`) should be
-    /// loaded again, ms since the epoch.
-    fn next_refresh(&self, source: &Source, cache: Option<u64>) -> u64 {
+    /// When the source loaded now (with the metadata's `cacheDuration` and `validUntil`)
+    /// should be loaded again, ms since the epoch: by its schedule, and at the latest
+    /// halfway to `validUntil`, so a renewed document arrives before the old one expires.
+    fn next_refresh(&self, source: &Source, loaded: Option<&ServiceProvider>) -> u64 {
         let min = self.config.metadata_min_refresh_secs;
-        let secs = cache
-            .map_or(source.config.metadata_refresh_secs, |c| {
-                c.min(source.config.metadata_refresh_secs)
-            })
-            .max(min);
-        self.now_ms() + secs * 1000
+        let mut secs = source.config.metadata_refresh_secs;
+        if let Some(sp) = loaded {
+            if let Some(c) = sp.meta.cache_duration_secs {
+                secs = secs.min(c);
+            }
+            if let Some(v) = sp.meta.valid_until {
+                let left = u64::try_from(v - self.now_secs()).unwrap_or(0);
+                secs = secs.min(left / 2);
+            }
+        }
+        self.now_ms() + secs.max(min) * 1000
     }
 
     /// Loads the configured providers and those registered through the admin API.
@@ -236,7 +242,7 @@ impl Provider {
                 .await
                 .map_err(|e| format!("stored SAML service providers: {e}"))?;
             for (id, s) in stored {
-                match Source::stored(&s, now) {
+                match Source::stored(&s, Some(&id), now) {
                     Ok(src) => sources.push(src),
                     Err(e) => {
                         tracing::error!(sp = %id, error = %e, "stored SAML service provider is unusable")
@@ -246,7 +252,7 @@ impl Provider {
         }
         for mut source in sources {
             match source.load(now).await {
-                Ok((sp, cache)) => {
+                Ok(sp) => {
                     let id = sp.meta.entity_id.clone();
                     if self.sp(&id).is_some() {
                         let message = format!(
@@ -261,7 +267,7 @@ impl Provider {
                     }
                     source.entity_id = Some(id.clone());
                     source.last_ok_ms = Some(self.now_ms());
-                    source.next_fetch_ms = self.next_refresh(&source, cache);
+                    source.next_fetch_ms = self.next_refresh(&source, Some(&sp));
                     self.put_sp(sp);
                 }
                 Err(e) if source.config.metadata_url.is_none() && !source.from_api => {
@@ -329,7 +335,7 @@ impl Provider {
             return Err("the service provider was removed meanwhile".into());
         };
         match result {
-            Ok((sp, cache)) => {
+            Ok(sp) => {
                 let id = sp.meta.entity_id.clone();
                 let clash = slot.entity_id.is_none() && self.sp(&id).is_some();
                 if clash {
@@ -341,7 +347,7 @@ impl Provider {
                 slot.entity_id = Some(id);
                 slot.last_ok_ms = Some(self.now_ms());
                 slot.last_error = None;
-                slot.next_fetch_ms = self.next_refresh(slot, cache);
+                slot.next_fetch_ms = self.next_refresh(slot, Some(&sp));
                 drop(sources);
                 self.put_sp(sp);
                 Ok(())
@@ -404,8 +410,10 @@ impl Provider {
             .cloned()
             .ok_or_else(|| AddError::Invalid("registrations cannot be stored".into()))?;
         let now = self.now_secs();
-        let mut source = Source::stored(&stored, now).map_err(AddError::Invalid)?;
-        let (sp, cache) = source.load(now).await.map_err(AddError::Invalid)?;
+        let pinned = stored.config.entity_id.clone();
+        let mut source =
+            Source::stored(&stored, pinned.as_deref(), now).map_err(AddError::Invalid)?;
+        let sp = source.load(now).await.map_err(AddError::Invalid)?;
         let id = sp.meta.entity_id.clone();
         if self.sp(&id).is_some() {
             return Err(AddError::Taken(id));
@@ -427,7 +435,7 @@ impl Provider {
         }
         source.entity_id = Some(id.clone());
         source.last_ok_ms = Some(self.now_ms());
-        source.next_fetch_ms = self.next_refresh(&source, cache);
+        source.next_fetch_ms = self.next_refresh(&source, Some(&sp));
         self.put_sp(sp);
         lock(&self.sources).push(source);
         Ok(id)
@@ -443,9 +451,12 @@ impl Provider {
             return Ok(false);
         };
         let key = entity_id.to_owned();
-        store
+        let existed = store
             .write(move |txn| Ok(txn.remove(&STORED_SPS, &key)?.is_some()))
             .await?;
+        if !existed {
+            tracing::warn!(sp = %entity_id, "removing an API registration that was not stored");
+        }
         lock(&self.sources).retain(|s| !(s.from_api && s.entity_id.as_deref() == Some(entity_id)));
         self.sps
             .write()
