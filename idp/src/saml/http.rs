@@ -82,7 +82,7 @@ async fn sso_redirect(
     raw: String,
 ) -> warp::reply::Response {
     let incoming = request::from_redirect(&raw, "SAMLRequest");
-    sso(saml, login, ctx, incoming).await
+    handle(saml, login, ctx, Endpoint::Sso, incoming).await
 }
 
 async fn sso_post(
@@ -91,7 +91,14 @@ async fn sso_post(
     ctx: Ctx,
     body: Bytes,
 ) -> warp::reply::Response {
-    sso(saml, login, ctx, posted(&body, "SAMLRequest")).await
+    handle(
+        saml,
+        login,
+        ctx,
+        Endpoint::Sso,
+        posted(&body, "SAMLRequest"),
+    )
+    .await
 }
 
 /// `field` (`SAMLRequest` or `SAMLResponse`) and `RelayState` of a POST-binding form.
@@ -124,34 +131,33 @@ fn logout_field(pairs: &[u8]) -> &'static str {
     }
 }
 
-async fn slo(
-    saml: Arc<Provider>,
-    login: Arc<Login>,
-    ctx: Ctx,
-    incoming: Result<Incoming, super::SigError>,
-) -> warp::reply::Response {
-    let result = match incoming {
-        Ok(incoming) => {
-            let session = current_session(&login, &ctx).await;
-            saml.slo(incoming, session, &origin(&ctx), &login).await
-        }
-        Err(e) => saml.refuse("", &origin(&ctx), "malformed", 400, e.0).await,
-    };
-    answer(&ctx, result)
+/// What arrived at `/saml/sso` (`Sso`) or `/saml/slo` (`Slo`, with whether it is a
+/// `SAMLResponse`), decoded from its binding.
+enum Endpoint {
+    Sso,
+    Slo { is_response: bool },
 }
 
-async fn sso(
+async fn handle(
     saml: Arc<Provider>,
     login: Arc<Login>,
     ctx: Ctx,
+    endpoint: Endpoint,
     incoming: Result<Incoming, super::SigError>,
 ) -> warp::reply::Response {
+    let origin = origin(&ctx);
     let result = match incoming {
         Ok(incoming) => {
             let session = current_session(&login, &ctx).await;
-            saml.sso(incoming, session, &origin(&ctx)).await
+            match endpoint {
+                Endpoint::Sso => saml.sso(incoming, session, &origin).await,
+                Endpoint::Slo { is_response } => {
+                    saml.slo(incoming, is_response, session, &origin, &login)
+                        .await
+                }
+            }
         }
-        Err(e) => saml.refuse("", &origin(&ctx), "malformed", 400, e.0).await,
+        Err(e) => saml.refuse("", &origin, "malformed", 400, e.0).await,
     };
     answer(&ctx, result)
 }
@@ -278,8 +284,12 @@ pub fn routes(
         .and(ctx())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(|saml, login, ctx, raw: String| {
-            let incoming = request::from_redirect(&raw, logout_field(raw.as_bytes()));
-            slo(saml, login, ctx, incoming)
+            let field = logout_field(raw.as_bytes());
+            let incoming = request::from_redirect(&raw, field);
+            let endpoint = Endpoint::Slo {
+                is_response: field == "SAMLResponse",
+            };
+            handle(saml, login, ctx, endpoint, incoming)
         });
     let slo_post = warp::path!("saml" / "slo")
         .and(warp::post())
@@ -288,7 +298,11 @@ pub fn routes(
         .and(ctx())
         .and(warp::body::content_length_limit(BODY_LIMIT).and(warp::body::bytes()))
         .then(|saml, login, ctx, body: Bytes| {
-            slo(saml, login, ctx, posted(&body, logout_field(&body)))
+            let field = logout_field(&body);
+            let endpoint = Endpoint::Slo {
+                is_response: field == "SAMLResponse",
+            };
+            handle(saml, login, ctx, endpoint, posted(&body, field))
         });
     let slo_next = warp::path!("saml" / "slo" / "next")
         .and(warp::get())

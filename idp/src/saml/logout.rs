@@ -107,19 +107,16 @@ impl Provider {
         ))
     }
 
-    /// Handles a message that arrived at `/saml/slo`: a `LogoutRequest` from a service
-    /// provider, or the `LogoutResponse` of one the IdP told.
+    /// Handles a message that arrived at `/saml/slo`: a service provider's `LogoutRequest`
+    /// (`SAMLRequest`), or the `LogoutResponse` (`SAMLResponse`) of one the IdP told.
     pub async fn slo(
         &self,
         incoming: Incoming,
+        is_response: bool,
         session: Option<Session>,
         origin: &Origin,
         login: &Login,
     ) -> Answer {
-        let is_response = request::parse(&incoming.xml).is_ok_and(|d| {
-            d.root_element()
-                .has_tag_name((NS_PROTOCOL, "LogoutResponse"))
-        });
         if is_response {
             self.logout_answered(incoming, origin).await
         } else {
@@ -361,30 +358,27 @@ impl Provider {
     /// The `LogoutResponse` of a provider the IdP told: checked, recorded, then on to the
     /// next. A response that does not check out counts as a provider that did not log out.
     async fn logout_answered(&self, incoming: Incoming, origin: &Origin) -> Answer {
-        let Some(run_id) = incoming.relay_state.clone() else {
-            return self
-                .refuse(
-                    "",
-                    origin,
-                    "unknown_logout",
-                    400,
-                    "The LogoutResponse belongs to no logout in progress.".into(),
-                )
-                .await;
-        };
-        // The run stays until a response claims to answer exactly what it awaits, so a
-        // stray message cannot end someone's logout.
-        let awaited = lock(&self.logouts)
-            .get(&run_id)
-            .filter(|r| self.live(r))
-            .and_then(|r| r.awaiting.clone());
-        let claims = request::parse(&incoming.xml).ok().and_then(|d| {
-            let r = request::logout_response(d.root_element()).ok()?;
-            Some((r.common.issuer, r.in_response_to.unwrap_or_default()))
+        // Parsed once; the run stays until a response claims to answer exactly what it
+        // awaits (provider and request ID), so a stray message cannot end someone's logout.
+        let judged = request::parse(&incoming.xml).ok().and_then(|doc| {
+            let resp = request::logout_response(doc.root_element()).ok()?;
+            let run_id = incoming.relay_state.as_deref()?;
+            let claims = (
+                resp.common.issuer.clone(),
+                resp.in_response_to.clone().unwrap_or_default(),
+            );
+            let awaited = lock(&self.logouts)
+                .get(run_id)
+                .filter(|r| self.live(r))
+                .and_then(|r| r.awaiting.clone());
+            if awaited != Some(claims) {
+                return None;
+            }
+            let run = self.take_run(run_id)?;
+            let failure = self.logout_response_failure(&incoming, doc.root_element(), &resp);
+            Some((run, resp.common.issuer, failure))
         });
-        let answers = awaited.is_some() && claims == awaited;
-        let run = answers.then(|| self.take_run(&run_id)).flatten();
-        let Some(mut run) = run else {
+        let Some((mut run, sp, failure)) = judged else {
             return self
                 .refuse(
                     "",
@@ -396,50 +390,33 @@ impl Provider {
                 )
                 .await;
         };
-        let (sp, failure) = match self.check_logout_response(&incoming, &run) {
-            Ok(sp) => (sp, ""),
-            Err((sp, reason)) => (sp, reason),
-        };
-        if !failure.is_empty() {
+        if failure.is_some() {
             run.partial = true;
         }
-        self.record_hop(&sp, origin, &run.session_id, failure).await;
+        self.record_hop(&sp, origin, &run.session_id, failure.unwrap_or(""))
+            .await;
         run.awaiting = None;
         self.next_hop(run, origin).await
     }
 
-    /// The provider that answered, if its answer is the signed, `Success` reply to what
-    /// `run` awaits; else who it claims to be and why it does not count.
-    fn check_logout_response(
+    /// Why the awaited provider's `LogoutResponse` does not count as a logout, if it
+    /// does not: its signature, its Destination or its status.
+    fn logout_response_failure(
         &self,
         incoming: &Incoming,
-        run: &Run,
-    ) -> Result<String, (String, &'static str)> {
-        let (awaited_sp, awaited_id) = run.awaiting.clone().unwrap_or_default();
-        let fail = |reason: &'static str| (awaited_sp.clone(), reason);
-        let doc = request::parse(&incoming.xml).map_err(|_| fail("malformed"))?;
-        let root = doc.root_element();
-        let resp = request::logout_response(root).map_err(|_| fail("malformed"))?;
-        if resp.common.issuer != awaited_sp {
-            return Err(fail("wrong_issuer"));
-        }
-        let (_, signed) = self
-            .sender(incoming, root, &resp.common.issuer)
-            .map_err(|_| fail("bad_signature"))?;
-        if !signed {
-            return Err(fail("unsigned"));
-        }
-        if resp.in_response_to.as_deref() != Some(awaited_id.as_str()) {
-            return Err(fail("wrong_in_response_to"));
+        root: roxmltree::Node<'_, '_>,
+        resp: &request::LogoutResponse,
+    ) -> Option<&'static str> {
+        match self.sender(incoming, root, &resp.common.issuer) {
+            Err(_) => return Some("bad_signature"),
+            Ok((_, false)) => return Some("unsigned"),
+            Ok((_, true)) => {}
         }
         // Signed messages must name their Destination (Bindings §3.4.5.2, §3.5.5.2).
         if resp.common.destination.as_deref() != Some(self.endpoints.slo.as_str()) {
-            return Err(fail("wrong_destination"));
+            return Some("wrong_destination");
         }
-        if resp.status != response::SUCCESS {
-            return Err(fail("not_success"));
-        }
-        Ok(awaited_sp.clone())
+        (resp.status != response::SUCCESS).then_some("not_success")
     }
 
     /// Ends `run`: the initiator's `LogoutResponse` (`status` when the logout itself
