@@ -17,6 +17,7 @@ pub(crate) mod limits {
     pub const ENTITY_ID_BYTES: usize = 1024;
     pub const METADATA_REFRESH_SECS: RangeInclusive<u64> = 60..=7 * 86_400;
     pub const METADATA_MIN_REFRESH_SECS: RangeInclusive<u64> = 1..=3600;
+    pub const LOGOUT_WAIT_SECS: RangeInclusive<u64> = 2..=120;
     pub const ATTRIBUTES: usize = 64;
 }
 
@@ -62,6 +63,14 @@ pub struct SamlConfig {
         max = *limits::METADATA_MIN_REFRESH_SECS.end()
     ))]
     pub metadata_min_refresh_secs: u64,
+    /// Seconds Single Logout waits for the session's other applications (a service
+    /// provider's `LogoutResponse`, an OIDC back-channel answer) before it goes on and
+    /// reports a partial logout.
+    #[schemars(range(
+        min = *limits::LOGOUT_WAIT_SECS.start(),
+        max = *limits::LOGOUT_WAIT_SECS.end()
+    ))]
+    pub logout_wait_secs: u64,
 }
 
 impl Default for SamlConfig {
@@ -71,6 +80,7 @@ impl Default for SamlConfig {
             assertion_lifetime_secs: 300,
             request_max_age_secs: 300,
             metadata_min_refresh_secs: 60,
+            logout_wait_secs: 10,
         }
     }
 }
@@ -337,6 +347,12 @@ impl SamlConfig {
             "saml.metadata_min_refresh_secs",
             self.metadata_min_refresh_secs,
             &limits::METADATA_MIN_REFRESH_SECS,
+        );
+        check_range(
+            out,
+            "saml.logout_wait_secs",
+            self.logout_wait_secs,
+            &limits::LOGOUT_WAIT_SECS,
         );
         check_range(
             out,

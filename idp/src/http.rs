@@ -496,10 +496,10 @@ async fn post_logout(login: Arc<Login>, ctx: Ctx, form: CsrfPost) -> warp::reply
     };
     let clear = vec![cookie::clear(SESSION_COOKIE)];
     // The session's SAML service providers learn of it through the browser first.
-    if let Some(to) = ended.and_then(|s| login.front_channel_logout(&s, None)) {
+    if let Some(to) = ended.and_then(|e| login.front_channel_logout(e, None)) {
         return no_store(redirect(&to, clear));
     }
-    html(200, pages::signed_out(ctx.lang), clear)
+    html(200, pages::signed_out(ctx.lang, false), clear)
 }
 
 // ---- admin API ----

@@ -150,7 +150,7 @@ pub struct Login {
     pending: Arc<Mutex<HashMap<String, Pending>>>,
     /// Told of every session that logout or an administrator ended (the OIDC provider
     /// listens, for back-channel logout and token revocation).
-    ended: Option<tokio::sync::mpsc::UnboundedSender<EndedSession>>,
+    ended: Option<tokio::sync::mpsc::UnboundedSender<EndedNotice>>,
     /// Tells the session's SAML service providers through the browser when the user logs
     /// out at the IdP.
     front_channel: OnceLock<Arc<dyn FrontChannelLogout>>,
@@ -158,10 +158,44 @@ pub struct Login {
 
 /// A protocol whose applications learn of a logout through the user's browser.
 pub trait FrontChannelLogout: Send + Sync + std::fmt::Debug {
-    /// Starts telling the applications of the ended `session`; the URL to send the browser
+    /// Starts telling the applications of the `ended` session; the URL to send the browser
     /// to, or `None` when there is nobody to tell. `then` is where the browser goes at the
     /// end (else the signed-out page).
-    fn begin(&self, session: &Session, then: Option<String>) -> Option<String>;
+    fn begin(&self, ended: LoggedOut, then: Option<String>) -> Option<String>;
+}
+
+/// What the listener of ended sessions gets: the session, and where to report once the
+/// applications that learn of it in the background (OIDC back-channel logout) were told.
+#[derive(Debug)]
+pub struct EndedNotice {
+    /// The session that ended.
+    pub session: EndedSession,
+    /// `true` when every such application confirmed.
+    pub report: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// The listener's coming report on one ended session (see [`EndedNotice`]).
+#[derive(Debug, Default)]
+pub struct BackChannelReport(Option<tokio::sync::oneshot::Receiver<bool>>);
+
+impl BackChannelReport {
+    /// Whether every back-channel application confirmed the logout within `limit`
+    /// (trivially so when nobody listens).
+    pub async fn all_told(self, limit: std::time::Duration) -> bool {
+        match self.0 {
+            None => true,
+            Some(rx) => matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(true))),
+        }
+    }
+}
+
+/// A session the user's own logout ended.
+#[derive(Debug)]
+pub struct LoggedOut {
+    /// The session as it was.
+    pub session: Session,
+    /// How telling its back-channel applications went.
+    pub back_channel: BackChannelReport,
 }
 
 /// A single sign-on session that was ended on purpose.
@@ -210,7 +244,7 @@ impl Login {
     }
 
     /// Sends every session that logout or an administrator ends to `listener`.
-    pub fn notify_ended(&mut self, listener: tokio::sync::mpsc::UnboundedSender<EndedSession>) {
+    pub fn notify_ended(&mut self, listener: tokio::sync::mpsc::UnboundedSender<EndedNotice>) {
         self.ended = Some(listener);
     }
 
@@ -221,19 +255,28 @@ impl Login {
         }
     }
 
-    /// Where to send the browser after the user's own logout ended `session`, so that
+    /// Where to send the browser after the user's own logout `ended` a session, so that
     /// its front-channel applications learn of it; `None` when there is nobody to tell.
-    pub fn front_channel_logout(&self, session: &Session, then: Option<String>) -> Option<String> {
-        self.front_channel.get()?.begin(session, then)
+    pub fn front_channel_logout(&self, ended: LoggedOut, then: Option<String>) -> Option<String> {
+        self.front_channel.get()?.begin(ended, then)
     }
 
-    fn tell_ended(&self, id: &str, subject: &str) {
-        if let Some(tx) = &self.ended {
-            // The listener lives as long as the appliance; a send fails only at shutdown.
-            let _ = tx.send(EndedSession {
+    fn tell_ended(&self, id: &str, subject: &str) -> BackChannelReport {
+        let Some(tx) = &self.ended else {
+            return BackChannelReport::default();
+        };
+        let (report, rx) = tokio::sync::oneshot::channel();
+        let notice = EndedNotice {
+            session: EndedSession {
                 id: id.to_owned(),
                 subject: subject.to_owned(),
-            });
+            },
+            report,
+        };
+        // The listener lives as long as the appliance; a send fails only at shutdown.
+        match tx.send(notice) {
+            Ok(()) => BackChannelReport(Some(rx)),
+            Err(_) => BackChannelReport::default(),
         }
     }
 
@@ -623,7 +666,7 @@ impl Login {
         token: &str,
         ip: IpAddr,
         user_agent: &str,
-    ) -> Result<Option<Session>, IdpError> {
+    ) -> Result<Option<LoggedOut>, IdpError> {
         let Some(session) = self.sessions.end(token).await? else {
             return Ok(None);
         };
@@ -641,7 +684,7 @@ impl Login {
         ip: IpAddr,
         user_agent: &str,
         method: &str,
-    ) -> Result<Option<Session>, IdpError> {
+    ) -> Result<Option<LoggedOut>, IdpError> {
         let Some(session) = self.sessions.revoke(subject, id).await? else {
             return Ok(None);
         };
@@ -657,7 +700,7 @@ impl Login {
         ip: IpAddr,
         user_agent: &str,
         method: Option<&str>,
-    ) -> Result<Session, IdpError> {
+    ) -> Result<LoggedOut, IdpError> {
         let mut ev = event(
             Category::Session,
             "logout",
@@ -670,8 +713,11 @@ impl Login {
         ev.session_id = Some(session.id.clone());
         ev.method = method.map(str::to_owned);
         self.record(ev).await?;
-        self.tell_ended(&session.id, &session.data.subject);
-        Ok(session)
+        let back_channel = self.tell_ended(&session.id, &session.data.subject);
+        Ok(LoggedOut {
+            session,
+            back_channel,
+        })
     }
 
     /// An administrator's revocation of one session (`id`) or all (`None`) of `subject`.
@@ -708,7 +754,8 @@ impl Login {
         }
         self.record(ev).await?;
         for id in &ended {
-            self.tell_ended(id, subject);
+            // An administrator's revocation waits for nobody.
+            drop(self.tell_ended(id, subject));
         }
         Ok(ended)
     }

@@ -36,11 +36,12 @@ Service-provider options (every command but ``metadata`` also takes
         "in_response_to", "request_id", "response_b64", "response_binding", ...}.
 
     logout and idp-logout also take --peer JSON (repeated): another SP of the session,
-        {"lib", "entity_id", "acs", "sls", "cert", "key", "answer"}. When the IdP sends
-        the browser to that SP's logout endpoint, the SP checks the LogoutRequest with
-        its library and answers with a signed LogoutResponse (Success, or Responder when
-        "answer" is "fail"); "peers" lists what each saw: {"entity_id", "binding", "ok",
-        "error", "name_id", "session_index", "request_xml"}.
+        {"lib", "entity_id", "acs", "sls", "cert", "key", "answer"}. When the IdP's
+        logout page sends a frame to that SP's logout endpoint, the SP checks the
+        LogoutRequest with its library and answers with a signed LogoutResponse
+        (Success, or Responder when "answer" is "fail"; never, when it is "stall");
+        "peers" lists what each saw: {"entity_id", "binding", "ok", "error", "name_id",
+        "session_index", "request_xml", "step" (what the IdP's frame showed then)}.
     idp-logout --ca PEMFILE --cookie-jar FILE --url BASE [--peer JSON ...]
         The user signs out at the IdP's /logout page; prints {"ok" (ended on a page,
         HTTP 200), "final_status", "final_url", "final_body", "peers"}.
@@ -80,6 +81,7 @@ import json
 import sys
 import traceback
 import zlib
+from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from lxml import etree
@@ -826,46 +828,94 @@ def peer_sp(spec, idp_metadata):
     return LIBS[spec["lib"]](ns)
 
 
+class LogoutPageParser(HTMLParser):
+    """What the IdP's logout page holds: the frames that tell each SP (``src``), the link
+    its script follows when they are done (``#slo-next``), and, on a frame's step page,
+    the outcome it shows (``#slo-step``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.frames, self.next, self.step, self._in_step = [], None, None, False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "iframe" and a.get("src"):
+            self.frames.append(a["src"])
+        elif tag == "a" and a.get("id") == "slo-next":
+            self.next = a.get("href")
+        elif a.get("id") == "slo-step":
+            self._in_step, self.step = True, ""
+
+    def handle_endtag(self, _tag):
+        self._in_step = False
+
+    def handle_data(self, data):
+        if self._in_step:
+            self.step += data
+
+
+def parse_logout_page(html):
+    parser = LogoutPageParser()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
 def tell_peers(browser, nav, args, out):
-    """While the IdP sends the browser to the logout endpoint of another SP of the session
-    (a redirect, or an auto-post form carrying a SAMLRequest), that SP answers as its
-    library does. Each one's observations go to ``out["peers"]``. Returns where the
-    browser ended after the last one."""
+    """The IdP's logout page tells each other SP of the session in its own frame: the
+    frame is sent on to the SP's logout endpoint (a redirect, or an auto-post form
+    carrying a SAMLRequest), the SP answers as its library does, and the answer lands on
+    the IdP's step page in the frame. Then the page goes on (``#slo-next``), as its
+    script does once every frame reported or its wait ran out; an SP whose ``answer`` is
+    "stall" never answers. Each SP's observations go to ``out["peers"]``. Returns where
+    the browser ended."""
     peers = [json.loads(p) for p in args.peer or []]
     out["peers"] = []
-    for _ in range(2 * len(peers) + 1):
+    if nav.left_to is not None or "html" not in nav.content_type:
+        return nav
+    page = parse_logout_page(nav.page)
+    if page.next is None:
+        return nav
+    out["logout_page_frames"] = len(page.frames)
+    for src in page.frames:
+        frame = browser.navigate(urljoin(nav.url, src))
         peer = binding = None
-        form = form_with(nav, "SAMLRequest")
-        if nav.left_to:
-            base = nav.left_to.split("?", 1)[0]
+        form = form_with(frame, "SAMLRequest")
+        if frame.left_to:
+            base = frame.left_to.split("?", 1)[0]
             peer = next((p for p in peers if p["sls"] == base), None)
             binding = BINDING_REDIRECT
         elif form is not None:
-            action = urljoin(nav.url, form["action"])
+            action = urljoin(frame.url, form["action"])
             peer = next((p for p in peers if p["sls"] == action), None)
             binding = BINDING_POST
         if peer is None:
-            return nav
+            out["peers"].append({"ok": False, "error": f"frame {src} went to no known SP"})
+            continue
         if binding == BINDING_REDIRECT:
-            query = urlsplit(nav.left_to).query
+            query = urlsplit(frame.left_to).query
             params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
             saml_request, relay_state = params.get("SAMLRequest"), params.get("RelayState")
         else:
             query = None
             saml_request = form["fields"]["SAMLRequest"]
             relay_state = form["fields"].get("RelayState")
-        sp = peer_sp(peer, args.idp_metadata)
-        seen, url = sp.answer_logout(
-            binding, saml_request, query, relay_state, peer.get("answer") == "fail"
-        )
+        if peer.get("answer") == "stall":
+            seen, url = {"ok": True, "error": None, "stalled": True}, None
+        else:
+            sp = peer_sp(peer, args.idp_metadata)
+            seen, url = sp.answer_logout(
+                binding, saml_request, query, relay_state, peer.get("answer") == "fail"
+            )
         seen["entity_id"] = peer["entity_id"]
         seen["binding"] = "redirect" if binding == BINDING_REDIRECT else "post"
         seen["request_xml"] = decode_message(saml_request, binding)
+        if url is not None:
+            step = browser.navigate(url)
+            seen["step_status"] = step.status
+            seen["step"] = parse_logout_page(step.page).step
         out["peers"].append(seen)
-        if url is None:
-            return nav
-        nav = browser.navigate(url)
-    raise Incomplete("the IdP kept sending the browser to the same service providers")
+    return browser.navigate(urljoin(nav.url, page.next))
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -1100,7 +1150,7 @@ def main():
     p.add_argument("--relay-state")
     peer_help = (
         'another SP of the session, as JSON: {"lib", "entity_id", "acs", "sls", "cert", '
-        '"key", "answer": "success"|"fail"}; it answers the IdP\'s LogoutRequest'
+        '"key", "answer": "success"|"fail"|"stall"}; it answers the IdP\'s LogoutRequest'
     )
     p.add_argument("--peer", action="append", help=peer_help)
 

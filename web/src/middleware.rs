@@ -71,7 +71,8 @@ fn apply_security_headers(resp: &mut Response) {
     for (name, value) in fixed {
         h.insert(name, HeaderValue::from_static(value));
     }
-    // A page may loosen other directives, never framing: clickjacking protection stays.
+    // A page may loosen other directives; framing stays denied unless the page itself
+    // names who may frame it (only our own logout page frames our pages).
     let csp = match h
         .get(header::CONTENT_SECURITY_POLICY)
         .and_then(|v| v.to_str().ok())
@@ -84,6 +85,17 @@ fn apply_security_headers(resp: &mut Response) {
     };
     if let Some(csp) = csp {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    // A page our own pages frame (Single Logout) may say so; nobody else may frame it.
+    let own_frames_only = h
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("frame-ancestors 'self'"));
+    if own_frames_only {
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
     }
     // Identity and admin answers must not linger in shared or browser caches.
     if !h.contains_key(header::CACHE_CONTROL) {
@@ -255,6 +267,7 @@ mod tests {
             resp.headers()["content-security-policy"],
             "default-src 'self'; frame-ancestors 'self'"
         );
+        assert_eq!(resp.headers()["x-frame-options"], "SAMEORIGIN");
         let mut resp = Response::new(Default::default());
         resp.headers_mut().insert(
             header::CONTENT_SECURITY_POLICY,

@@ -284,7 +284,7 @@ async fn end_session(
     let session = current_session(&login, &ctx).await;
     let done = |cookies: Vec<HeaderValue>| match &request.redirect {
         Some(to) => no_store(redirect(to, cookies)),
-        None => html(200, pages::signed_out(ctx.lang), cookies),
+        None => html(200, pages::signed_out(ctx.lang, false), cookies),
     };
     let Some(session) = session else {
         return done(vec![]);
@@ -300,12 +300,14 @@ async fn end_session(
             set.into_iter().collect(),
         );
     }
-    if let Some(token) = ctx.cookie(SESSION_COOKIE)
-        && let Err(e) = login.logout(token, ctx.ip, &ctx.user_agent).await
-    {
-        return crate::http::internal(&e);
-    }
-    let front_channel = login.front_channel_logout(&session, request.redirect.clone());
+    let ended = match ctx.cookie(SESSION_COOKIE) {
+        Some(token) => match login.logout(token, ctx.ip, &ctx.user_agent).await {
+            Ok(ended) => ended,
+            Err(e) => return crate::http::internal(&e),
+        },
+        None => None,
+    };
+    let front_channel = ended.and_then(|e| login.front_channel_logout(e, request.redirect.clone()));
     oidc.mark_ended(&session.id).await;
     let mut e = kopa_store::audit::AuditEvent::new(
         kopa_store::audit::Category::Session,

@@ -14,7 +14,7 @@ mod tokens;
 pub use clients::{Client, Clients};
 pub use params::Params;
 
-use crate::login::EndedSession;
+use crate::login::{EndedNotice, EndedSession};
 use crate::session::{Session, new_token};
 use grants::{
     CODES, CONSENTS, CodeRecord, ENDED, FAMILIES, Family, REVOKED, RefreshRecord, SID_CLIENTS,
@@ -759,8 +759,9 @@ impl Provider {
 
     /// Handles sessions ended by logout or an administrator: refresh tokens of the session
     /// stop working, its access tokens become inactive, and every client with a
-    /// back-channel logout URI is told.
-    pub async fn session_ended(&self, ended: EndedSession) {
+    /// back-channel logout URI is told, all at once. Returns whether every one of them
+    /// confirmed (a 2xx answer in time).
+    pub async fn session_ended(&self, ended: EndedSession) -> bool {
         let now = self.clock.now_millis();
         let sid = ended.id.clone();
         let result = self
@@ -786,38 +787,44 @@ impl Provider {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "recording an ended session failed");
-                return;
+                return false;
             }
         };
-        for id in client_ids {
-            let Some(client) = self.clients.get(&id) else {
-                continue;
-            };
-            let Some(uri) = client.backchannel_logout_uri.clone() else {
-                continue;
-            };
-            let token = match self.logout_token(&client, &ended) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!(error = %e, "signing a logout token failed");
-                    continue;
-                }
-            };
-            let sent = self.backchannel.post_logout_token(&uri, &token).await;
-            let outcome = if sent.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            };
-            let mut e = AuditEvent::new(Category::Session, "oidc-backchannel-logout", outcome);
-            e.client = Some(client.id.clone());
-            e.user_resolved = Some(ended.subject.clone());
-            e.session_id = Some(ended.id.clone());
-            if let Err(reason) = sent {
-                e.reason = Some(reason);
+        let deliveries = client_ids.into_iter().filter_map(|id| {
+            let client = self.clients.get(&id)?;
+            let uri = client.backchannel_logout_uri.clone()?;
+            Some(self.tell_client(client, uri, &ended))
+        });
+        futures_util::future::join_all(deliveries)
+            .await
+            .into_iter()
+            .all(|told| told)
+    }
+
+    /// Sends `client` its logout token for `ended` and records how that went.
+    async fn tell_client(&self, client: Arc<Client>, uri: String, ended: &EndedSession) -> bool {
+        let sent = match self.logout_token(&client, ended) {
+            Ok(token) => self.backchannel.post_logout_token(&uri, &token).await,
+            Err(e) => {
+                tracing::error!(error = %e, "signing a logout token failed");
+                Err("signing_failed".into())
             }
-            self.record(e).await;
+        };
+        let outcome = if sent.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let mut e = AuditEvent::new(Category::Session, "oidc-backchannel-logout", outcome);
+        e.client = Some(client.id.clone());
+        e.user_resolved = Some(ended.subject.clone());
+        e.session_id = Some(ended.id.clone());
+        let told = sent.is_ok();
+        if let Err(reason) = sent {
+            e.reason = Some(reason);
         }
+        self.record(e).await;
+        told
     }
 
     /// Deletes what can no longer matter: expired codes, refresh tokens and their
@@ -908,15 +915,21 @@ impl Provider {
         })
     }
 
-    /// Listens for ended sessions until the sender side closes.
+    /// Listens for ended sessions until the sender side closes; each is handled on its
+    /// own (a slow relying party holds up no other logout) and its report sent back.
     pub fn spawn_listener(
         self: &Arc<Self>,
-        mut rx: tokio::sync::mpsc::UnboundedReceiver<EndedSession>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<EndedNotice>,
     ) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            while let Some(ended) = rx.recv().await {
-                me.session_ended(ended).await;
+            while let Some(notice) = rx.recv().await {
+                let me = Arc::clone(&me);
+                tokio::spawn(async move {
+                    let told = me.session_ended(notice.session).await;
+                    // The one waiting may have given up; that is fine.
+                    let _ = notice.report.send(told);
+                });
             }
         })
     }

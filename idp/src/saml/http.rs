@@ -17,6 +17,33 @@ const BODY_LIMIT: u64 = 256 * 1024;
 /// A registration carries a whole metadata document.
 const ADMIN_BODY_LIMIT: u64 = 1024 * 1024;
 const AUTOPOST_JS: &str = "document.getElementById('saml-post').submit();\n";
+/// Single Logout, on the logout page: go on once every frame reported its provider's
+/// answer, or when the wait runs out. In a frame's step page: report to the logout page,
+/// or go on when shown on its own.
+const LOGOUT_JS: &str = r#"(function () {
+  var page = document.getElementById('slo-page');
+  if (page) {
+    var next = page.dataset.next, left = Number(page.dataset.count), seen = {};
+    var go = function () { window.location.replace(next); };
+    var timer = window.setTimeout(go, Number(page.dataset.wait) * 1000);
+    window.addEventListener('message', function (e) {
+      if (e.origin !== window.location.origin || typeof e.data !== 'string') return;
+      if (e.data.indexOf('kopa-slo:') !== 0 || seen[e.data]) return;
+      seen[e.data] = true;
+      left -= 1;
+      if (left <= 0) { window.clearTimeout(timer); go(); }
+    });
+    return;
+  }
+  var step = document.getElementById('slo-step');
+  if (!step) return;
+  if (window.parent !== window) {
+    window.parent.postMessage('kopa-slo:' + step.dataset.n, window.location.origin);
+  } else {
+    window.location.replace(step.dataset.next);
+  }
+})();
+"#;
 
 /// The scheme, host and port of `url`, for the page's `form-action`.
 fn origin_of(url: &str) -> Option<String> {
@@ -25,7 +52,36 @@ fn origin_of(url: &str) -> Option<String> {
     origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
+/// Sets the page's Content-Security-Policy.
+fn with_csp(mut resp: warp::reply::Response, csp: &str) -> warp::reply::Response {
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
+/// The CSP of a page that posts a form to `action`; `framed` when it is shown in a frame
+/// of the IdP's own logout page.
+fn post_csp(action: &str, framed: bool) -> String {
+    let form_action = origin_of(action).unwrap_or_else(|| "'none'".into());
+    let ancestors = if framed { "'self'" } else { "'none'" };
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         form-action {form_action}; base-uri 'none'; object-src 'none'; frame-ancestors {ancestors}"
+    )
+}
+
+/// The CSP of what a logout page's frame shows: only the IdP's logout page may frame it.
+const FRAMED_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; form-action 'none'; base-uri 'none'; object-src 'none'; frame-ancestors 'self'";
+
 fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
+    answer_in(ctx, answer, false)
+}
+
+/// Maps an answer to a response; `framed` when it is shown in a frame of the logout page.
+fn answer_in(ctx: &Ctx, answer: Answer, framed: bool) -> warp::reply::Response {
     match answer {
         Answer::Redirect(to) => no_store(redirect(&to, vec![])),
         Answer::ErrorPage { status, message } => no_store(html(
@@ -45,7 +101,32 @@ fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
             }
             no_store(redirect(&to, vec![]))
         }
-        Answer::SignedOut => no_store(html(200, pages::signed_out(ctx.lang), vec![])),
+        Answer::SignedOut { partial } => {
+            no_store(html(200, pages::signed_out(ctx.lang, partial), vec![]))
+        }
+        Answer::LogoutPage(page) => {
+            let resp = no_store(html(
+                200,
+                pages::saml_logout(ctx.lang, &page.run, &page.providers, page.wait_secs),
+                vec![],
+            ));
+            // The frames start at the IdP and are sent on to the providers' endpoints.
+            let csp = format!(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 frame-src 'self' {}; form-action 'self'; base-uri 'none'; object-src 'none'; \
+                 frame-ancestors 'none'",
+                page.origins.join(" ")
+            );
+            with_csp(resp, &csp)
+        }
+        Answer::LogoutStep { run, n, sp, ok } => {
+            let resp = no_store(html(
+                200,
+                pages::saml_logout_step(ctx.lang, &run, n, &sp, ok),
+                vec![],
+            ));
+            with_csp(resp, FRAMED_CSP)
+        }
         Answer::Post {
             action,
             field,
@@ -56,21 +137,12 @@ fn answer(ctx: &Ctx, answer: Answer) -> warp::reply::Response {
             if let Some(r) = &relay_state {
                 fields.push(("RelayState", r.as_str()));
             }
-            let mut resp = no_store(html(
+            let resp = no_store(html(
                 200,
                 pages::saml_post(ctx.lang, &action, &fields),
                 vec![],
             ));
-            let form_action = origin_of(&action).unwrap_or_else(|| "'none'".into());
-            let csp = format!(
-                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                 form-action {form_action}; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
-            );
-            if let Ok(v) = HeaderValue::from_str(&csp) {
-                resp.headers_mut()
-                    .insert(header::CONTENT_SECURITY_POLICY, v);
-            }
-            resp
+            with_csp(resp, &post_csp(&action, framed))
         }
     }
 }
@@ -180,9 +252,11 @@ async fn resume(
 }
 
 #[derive(Debug, Deserialize)]
-struct NextQuery {
+struct RunQuery {
     #[serde(default)]
     run: String,
+    #[serde(default)]
+    n: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +278,20 @@ async fn initiate(
         .initiate(&q.sp, q.relay_state, session, &origin(&ctx))
         .await;
     answer(&ctx, result)
+}
+
+/// A script of the IdP's own pages.
+fn script(body: &'static str) -> warp::reply::Response {
+    let mut r = Response::new(body.into());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
 }
 
 /// Every SAML route.
@@ -237,18 +325,7 @@ pub fn routes(
         });
     let autopost = warp::path!("saml" / "autopost.js")
         .and(warp::get())
-        .map(|| {
-            let mut r = Response::new(AUTOPOST_JS.into());
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/javascript; charset=utf-8"),
-            );
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            );
-            r
-        });
+        .map(|| script(AUTOPOST_JS));
     let sso_get = warp::path!("saml" / "sso")
         .and(warp::get())
         .and(with_saml())
@@ -308,11 +385,28 @@ pub fn routes(
         .and(warp::get())
         .and(with_saml())
         .and(ctx())
-        .and(warp::query::<NextQuery>())
-        .then(|saml: Arc<Provider>, ctx: Ctx, q: NextQuery| async move {
+        .and(warp::query::<RunQuery>())
+        .then(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| async move {
             let result = saml.continue_logout(&q.run, &origin(&ctx)).await;
             answer(&ctx, result)
         });
+    let slo_page = warp::path!("saml" / "slo" / "page")
+        .and(warp::get())
+        .and(with_saml())
+        .and(ctx())
+        .and(warp::query::<RunQuery>())
+        .map(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| answer(&ctx, saml.logout_page(&q.run)));
+    let slo_frame = warp::path!("saml" / "slo" / "frame")
+        .and(warp::get())
+        .and(with_saml())
+        .and(ctx())
+        .and(warp::query::<RunQuery>())
+        .map(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| {
+            answer_in(&ctx, saml.logout_frame(&q.run, q.n), true)
+        });
+    let logout_js = warp::path!("saml" / "logout.js")
+        .and(warp::get())
+        .map(|| script(LOGOUT_JS));
     metadata
         .or(autopost)
         .unify()
@@ -329,6 +423,12 @@ pub fn routes(
         .or(slo_post)
         .unify()
         .or(slo_next)
+        .unify()
+        .or(slo_page)
+        .unify()
+        .or(slo_frame)
+        .unify()
+        .or(logout_js)
         .unify()
         .or(admin)
         .unify()

@@ -17,7 +17,7 @@ use super::request::{self, Incoming};
 use super::response::{self, Envelope};
 use super::xml::{NS_ASSERTION, NS_PROTOCOL, Writer};
 use super::{Answer, Participant, Provider, ServiceProvider, dsig, lock};
-use crate::login::{FrontChannelLogout, Login};
+use crate::login::{BackChannelReport, FrontChannelLogout, LoggedOut, Login};
 use crate::oidc::Origin;
 use crate::session::Session;
 use base64::Engine;
@@ -46,18 +46,46 @@ enum Finish {
     Page(Option<String>),
 }
 
-/// One logout in progress.
-#[derive(Debug, Clone)]
+/// A service provider of the session that is to learn of the logout.
+#[derive(Debug)]
+struct Told {
+    who: Participant,
+    /// Its logout endpoint; `None` when it has none (it cannot be told).
+    endpoint: Option<Endpoint>,
+    /// The ID and time of the `LogoutRequest` it is sent (the same on every load of
+    /// its frame).
+    request_id: String,
+    issued: i64,
+    /// `None` while awaited; `Some("")` once it confirmed, else why it did not count.
+    answer: Option<&'static str>,
+    /// Whether the answer is in the audit log already.
+    recorded: bool,
+}
+
+/// One logout in progress: the session's other providers are told all at once, each in
+/// a frame of the logout page, and the run finishes when all answered or the wait ran
+/// out (`/saml/slo/next`).
+#[derive(Debug)]
 pub(super) struct Run {
     finish: Finish,
-    /// Providers still to be told.
-    remaining: Vec<Participant>,
-    /// The provider told last, and the ID of the `LogoutRequest` it was sent.
-    awaiting: Option<(String, String)>,
-    /// Whether some provider could not be told or did not answer `Success`.
-    partial: bool,
+    told: Vec<Told>,
+    /// How the OIDC back-channel deliveries went.
+    back_channel: BackChannelReport,
     session_id: String,
     created_ms: u64,
+}
+
+/// What the logout page shows: each provider being told, in its frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutPage {
+    /// The run, for the frame and continue URLs.
+    pub run: String,
+    /// Index and entity ID of each provider that is told.
+    pub providers: Vec<(usize, String)>,
+    /// Origins of their logout endpoints (the page may frame only these).
+    pub origins: Vec<String>,
+    /// Seconds the page waits before it goes on without the missing answers.
+    pub wait_secs: u64,
 }
 
 /// The logout endpoint a message goes to: HTTP-Redirect preferred, else HTTP-POST.
@@ -193,17 +221,20 @@ impl Provider {
         } else {
             None
         };
-        let (outcome, others, sid) = match (failed, target) {
-            (Some(status), _) => (Err(status), Vec::new(), None),
+        let (outcome, ended) = match (failed, target) {
+            (Some(status), _) => (Err(status), None),
             // Nothing to end (already logged out): logout is idempotent.
-            (None, None) => (Ok(()), Vec::new(), None),
+            (None, None) => (Ok(()), None),
             (None, Some((sid, subject, others))) => {
                 lock(&self.participants).remove(&sid);
                 match login
                     .logout_by_id(&subject, &sid, origin.ip, &origin.user_agent, "saml")
                     .await
                 {
-                    Ok(_) => (Ok(()), others, Some(sid)),
+                    Ok(logged_out) => {
+                        let back_channel = logged_out.map(|l| l.back_channel).unwrap_or_default();
+                        (Ok(()), Some((sid, others, back_channel)))
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "SAML logout could not end the session");
                         let status = (
@@ -211,7 +242,7 @@ impl Provider {
                             None,
                             Some("The session could not be ended."),
                         );
-                        (Err(status), Vec::new(), None)
+                        (Err(status), None)
                     }
                 }
             }
@@ -226,23 +257,67 @@ impl Provider {
             sp.name(),
             origin,
         );
-        e.session_id = sid.clone();
-        e.details
-            .insert("providers_to_tell".into(), others.len().to_string());
+        e.session_id = ended.as_ref().map(|(sid, _, _)| sid.clone());
+        e.details.insert(
+            "providers_to_tell".into(),
+            ended.as_ref().map_or(0, |(_, o, _)| o.len()).to_string(),
+        );
         if let Err(err) = self.audit.append(e).await {
             tracing::error!(error = %err, "could not record a SAML logout");
         }
-        let run = Run {
-            finish,
-            remaining: others,
-            awaiting: None,
-            partial: false,
-            session_id: sid.unwrap_or_default(),
-            created_ms: self.clock.now_millis(),
-        };
+        let (sid, others, back_channel) = ended.unwrap_or_default();
+        let run = self.new_run(finish, others, back_channel, sid);
         match outcome {
-            Err(status) => self.finish(run, Some(status)),
-            Ok(()) => self.next_hop(run, origin).await,
+            Err(status) => self.finish(run, Some(status), origin).await,
+            Ok(()) => self.start(run, origin).await,
+        }
+    }
+
+    /// A run that is to tell `others` of the end of session `session_id`.
+    fn new_run(
+        &self,
+        finish: Finish,
+        others: Vec<Participant>,
+        back_channel: BackChannelReport,
+        session_id: String,
+    ) -> Run {
+        let issued = self.now_secs();
+        let told = others
+            .into_iter()
+            .map(|who| {
+                let endpoint = self.usable_sp(&who.sp).and_then(|sp| slo_endpoint(&sp));
+                Told {
+                    answer: endpoint.is_none().then_some("no_slo_endpoint"),
+                    who,
+                    endpoint,
+                    request_id: response::new_id(),
+                    issued,
+                    recorded: false,
+                }
+            })
+            .collect();
+        Run {
+            finish,
+            told,
+            back_channel,
+            session_id,
+            created_ms: self.clock.now_millis(),
+        }
+    }
+
+    /// Shows the logout page of `run`, or finishes it at once when nobody can be told.
+    async fn start(&self, run: Run, origin: &Origin) -> Answer {
+        if run.told.iter().all(|t| t.endpoint.is_none()) {
+            return self.finish(run, None, origin).await;
+        }
+        let run_id = response::new_id();
+        match self.park(&run_id, run) {
+            Ok(()) => self.logout_page(&run_id),
+            Err(run) => {
+                // Too many logouts in flight: the rest cannot be told; say so.
+                tracing::warn!("too many SAML logouts in progress; reporting a partial logout");
+                self.finish(*run, None, origin).await
+            }
         }
     }
 
@@ -272,49 +347,87 @@ impl Provider {
         Ok((sp, req))
     }
 
-    /// Tells the next provider of `run`, or finishes it when none is left. A provider
-    /// without a logout endpoint (or no longer registered) makes the logout partial.
-    async fn next_hop(&self, mut run: Run, origin: &Origin) -> Answer {
-        while !run.remaining.is_empty() {
-            let who = run.remaining.remove(0);
-            let Some(endpoint) = self.usable_sp(&who.sp).and_then(|sp| slo_endpoint(&sp)) else {
-                run.partial = true;
-                self.record_hop(&who.sp, origin, &run.session_id, "no_slo_endpoint")
-                    .await;
+    /// The page that tells the providers of run `run_id` (`/saml/slo/page`), each in a
+    /// frame; the signed-out page when the run is over or unknown.
+    pub fn logout_page(&self, run_id: &str) -> Answer {
+        let runs = lock(&self.logouts);
+        let Some(run) = runs.get(run_id).filter(|r| self.live(r)) else {
+            return Answer::SignedOut { partial: false };
+        };
+        let mut origins: Vec<String> = Vec::new();
+        let mut providers = Vec::new();
+        for (i, t) in run.told.iter().enumerate() {
+            let Some(endpoint) = &t.endpoint else {
                 continue;
             };
-            let id = response::new_id();
-            let now = self.now_secs();
-            let lifetime = i64::try_from(self.config.request_max_age_secs).unwrap_or(300);
-            let session_index = run.session_id.clone();
-            let message = OutgoingLogout {
-                id: &id,
-                idp_entity: &self.endpoints.entity_id,
-                destination: &endpoint.location,
-                now,
-                not_on_or_after: now + lifetime,
-                who: &who,
-                session_index: &session_index,
-            };
-            let run_id = response::new_id();
-            run.awaiting = Some((who.sp.clone(), id.clone()));
-            if let Err(mut run) = self.park(&run_id, run) {
-                // Too many logouts in flight: the rest cannot be told; say so.
-                tracing::warn!("too many SAML logouts in progress; reporting a partial logout");
-                run.awaiting = None;
-                run.remaining.clear();
-                run.partial = true;
-                return self.finish(*run, None);
+            providers.push((i, t.who.sp.clone()));
+            if let Some(o) = url::Url::parse(&endpoint.location)
+                .ok()
+                .map(|u| u.origin())
+                .filter(url::Origin::is_tuple)
+            {
+                let o = o.ascii_serialization();
+                if !origins.contains(&o) {
+                    origins.push(o);
+                }
             }
-            return self.deliver(
-                &endpoint,
-                &endpoint.location,
-                "SAMLRequest",
-                |sign| message.write(&self.signer, sign),
-                Some(run_id),
-            );
         }
-        self.finish(run, None)
+        if providers.is_empty() {
+            return Answer::Redirect(format!("/saml/slo/next?run={run_id}"));
+        }
+        Answer::LogoutPage(LogoutPage {
+            run: run_id.to_owned(),
+            providers,
+            origins,
+            wait_secs: self.config.logout_wait_secs,
+        })
+    }
+
+    /// The content of frame `n` of run `run_id` (`/saml/slo/frame`): the signed
+    /// `LogoutRequest` to that provider, or how it went when it already answered.
+    pub fn logout_frame(&self, run_id: &str, n: usize) -> Answer {
+        let runs = lock(&self.logouts);
+        let Some((run, told)) = runs
+            .get(run_id)
+            .filter(|r| self.live(r))
+            .and_then(|r| Some((r, r.told.get(n)?)))
+        else {
+            return Answer::ErrorPage {
+                status: 404,
+                message: "This logout is over or unknown.".into(),
+            };
+        };
+        let Some(endpoint) = told.endpoint.as_ref() else {
+            return Answer::ErrorPage {
+                status: 404,
+                message: "This service provider cannot be told of logouts.".into(),
+            };
+        };
+        if let Some(answer) = told.answer {
+            return Answer::LogoutStep {
+                run: run_id.to_owned(),
+                n,
+                sp: told.who.sp.clone(),
+                ok: answer.is_empty(),
+            };
+        }
+        let lifetime = i64::try_from(self.config.request_max_age_secs).unwrap_or(300);
+        let message = OutgoingLogout {
+            id: &told.request_id,
+            idp_entity: &self.endpoints.entity_id,
+            destination: &endpoint.location,
+            now: told.issued,
+            not_on_or_after: told.issued + lifetime,
+            who: &told.who,
+            session_index: &run.session_id,
+        };
+        self.deliver(
+            endpoint,
+            &endpoint.location,
+            "SAMLRequest",
+            |sign| message.write(&self.signer, sign),
+            Some(run_id.to_owned()),
+        )
     }
 
     fn live(&self, run: &Run) -> bool {
@@ -355,30 +468,41 @@ impl Provider {
         }
     }
 
-    /// The `LogoutResponse` of a provider the IdP told: checked, recorded, then on to the
-    /// next. A response that does not check out counts as a provider that did not log out.
+    /// The `LogoutResponse` of a provider the IdP told (it arrives in that provider's
+    /// frame): checked, recorded, and shown as that provider's outcome. A response that
+    /// does not check out counts as a provider that did not log out.
     async fn logout_answered(&self, incoming: Incoming, origin: &Origin) -> Answer {
-        // Parsed once; the run stays until a response claims to answer exactly what it
-        // awaits (provider and request ID), so a stray message cannot end someone's logout.
+        // Parsed once; it counts only for a run that awaits exactly this provider's
+        // answer to exactly this request, so a stray message cannot touch anyone's logout.
         let judged = request::parse(&incoming.xml).ok().and_then(|doc| {
             let resp = request::logout_response(doc.root_element()).ok()?;
-            let run_id = incoming.relay_state.as_deref()?;
-            let claims = (
-                resp.common.issuer.clone(),
-                resp.in_response_to.clone().unwrap_or_default(),
-            );
-            let awaited = lock(&self.logouts)
-                .get(run_id)
+            let run_id = incoming.relay_state.clone()?;
+            let awaited = |r: &Run| {
+                r.told.iter().position(|t| {
+                    t.answer.is_none()
+                        && t.who.sp == resp.common.issuer
+                        && Some(&t.request_id) == resp.in_response_to.as_ref()
+                })
+            };
+            lock(&self.logouts)
+                .get(&run_id)
                 .filter(|r| self.live(r))
-                .and_then(|r| r.awaiting.clone());
-            if awaited != Some(claims) {
-                return None;
-            }
-            let run = self.take_run(run_id)?;
+                .and_then(awaited)?;
             let failure = self.logout_response_failure(&incoming, doc.root_element(), &resp);
-            Some((run, resp.common.issuer, failure))
+            let mut runs = lock(&self.logouts);
+            let run = runs.get_mut(&run_id)?;
+            let n = awaited(run)?;
+            run.told[n].answer = Some(failure.unwrap_or(""));
+            run.told[n].recorded = true;
+            Some((
+                run_id,
+                n,
+                resp.common.issuer,
+                run.session_id.clone(),
+                failure,
+            ))
         });
-        let Some((mut run, sp, failure)) = judged else {
+        let Some((run, n, sp, session_id, failure)) = judged else {
             return self
                 .refuse(
                     "",
@@ -390,13 +514,14 @@ impl Provider {
                 )
                 .await;
         };
-        if failure.is_some() {
-            run.partial = true;
-        }
-        self.record_hop(&sp, origin, &run.session_id, failure.unwrap_or(""))
+        self.record_hop(&sp, origin, &session_id, failure.unwrap_or(""))
             .await;
-        run.awaiting = None;
-        self.next_hop(run, origin).await
+        Answer::LogoutStep {
+            run,
+            n,
+            sp,
+            ok: failure.is_none(),
+        }
     }
 
     /// Why the awaited provider's `LogoutResponse` does not count as a logout, if it
@@ -420,9 +545,22 @@ impl Provider {
     }
 
     /// Ends `run`: the initiator's `LogoutResponse` (`status` when the logout itself
-    /// failed), or the signed-out page / post-logout redirect.
-    fn finish(&self, run: Run, status: Option<Status>) -> Answer {
-        let status = status.unwrap_or(if run.partial {
+    /// failed), or the signed-out page / post-logout redirect. Providers that did not
+    /// answer, could not be told, or did not confirm, and OIDC relying parties that did
+    /// not confirm, make the logout partial.
+    async fn finish(&self, run: Run, status: Option<Status>, origin: &Origin) -> Answer {
+        let mut partial = false;
+        for t in &run.told {
+            let answer = t.answer.unwrap_or("no_answer");
+            partial |= !answer.is_empty();
+            if !t.recorded {
+                self.record_hop(&t.who.sp, origin, &run.session_id, answer)
+                    .await;
+            }
+        }
+        let wait = std::time::Duration::from_secs(self.config.logout_wait_secs);
+        partial |= !run.back_channel.all_told(wait).await;
+        let status = status.unwrap_or(if partial {
             (
                 response::SUCCESS,
                 Some(response::PARTIAL_LOGOUT),
@@ -433,7 +571,7 @@ impl Provider {
         });
         match run.finish {
             Finish::Page(Some(to)) => Answer::Redirect(to),
-            Finish::Page(None) => Answer::SignedOut,
+            Finish::Page(None) => Answer::SignedOut { partial },
             Finish::Initiator {
                 sp,
                 request_id,
@@ -462,43 +600,40 @@ impl Provider {
         }
     }
 
-    /// Continues a logout (`/saml/slo/next?run=…`): the first step of one the IdP started,
-    /// or — when a provider was asked and never answered — on past that provider, whose
-    /// silence makes the logout partial.
+    /// Finishes run `run_id` (`/saml/slo/next`), when every provider answered or the
+    /// page's wait ran out; a provider still silent counts as not logged out.
     pub async fn continue_logout(&self, run_id: &str, origin: &Origin) -> Answer {
-        let Some(mut run) = self.take_run(run_id) else {
-            return Answer::SignedOut;
-        };
-        if let Some((sp, _)) = run.awaiting.take() {
-            run.partial = true;
-            self.record_hop(&sp, origin, &run.session_id, "no_answer")
-                .await;
+        match self.take_run(run_id) {
+            Some(run) => self.finish(run, None, origin).await,
+            None => Answer::SignedOut { partial: false },
         }
-        self.next_hop(run, origin).await
     }
 }
 
 impl FrontChannelLogout for Provider {
-    fn begin(&self, session: &Session, then: Option<String>) -> Option<String> {
+    fn begin(&self, ended: LoggedOut, then: Option<String>) -> Option<String> {
+        let LoggedOut {
+            session,
+            back_channel,
+        } = ended;
         let remaining = lock(&self.participants).remove(&session.id)?;
         if remaining.is_empty() {
             return None;
         }
         let run_id = response::new_id();
-        let run = Run {
-            finish: Finish::Page(then),
+        let run = self.new_run(
+            Finish::Page(then),
             remaining,
-            awaiting: None,
-            partial: false,
-            session_id: session.id.clone(),
-            created_ms: self.clock.now_millis(),
-        };
+            back_channel,
+            session.id.clone(),
+        );
         match self.park(&run_id, run) {
-            Ok(()) => Some(format!("/saml/slo/next?run={run_id}")),
+            Ok(()) => Some(format!("/saml/slo/page?run={run_id}")),
             Err(run) => {
                 // Kept for a later logout by a provider (SessionIndex) to find.
                 tracing::warn!("too many SAML logouts in progress; providers not told");
-                lock(&self.participants).insert(session.id.clone(), run.remaining);
+                let again = run.told.into_iter().map(|t| t.who).collect();
+                lock(&self.participants).insert(session.id.clone(), again);
                 None
             }
         }

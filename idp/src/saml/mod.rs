@@ -22,6 +22,7 @@ pub use dsig::{SigError, Signer};
 use kopa_config::{NameIdFormat, SamlConfig, SamlSpConfig};
 use kopa_core::Clock;
 use kopa_store::audit::{AuditEvent, AuditLog, Category, Outcome};
+pub use logout::LogoutPage;
 use metadata::{BINDING_POST, IdpEndpoints, SpMetadata};
 use request::{AuthnRequest, Incoming};
 use response::{Envelope, Released, Statement};
@@ -89,8 +90,18 @@ pub enum Answer {
         message_b64: String,
         relay_state: Option<String>,
     },
-    /// A logout the IdP started is over: the signed-out page.
-    SignedOut,
+    /// A logout the IdP started is over: the signed-out page, saying whether some
+    /// application could not be signed out.
+    SignedOut { partial: bool },
+    /// Single Logout: the page that tells the session's other service providers.
+    LogoutPage(logout::LogoutPage),
+    /// Single Logout: how telling provider `sp` (frame `n` of run `run`) went.
+    LogoutStep {
+        run: String,
+        n: usize,
+        sp: String,
+        ok: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -106,6 +106,11 @@ pub enum Text {
     RequestErrorTitle,
     SamlPostTitle,
     SamlPostExplain,
+    SloTitle,
+    SloExplain,
+    SloStepDone,
+    SloStepFailed,
+    PartialLogout,
 }
 
 impl Text {
@@ -190,6 +195,17 @@ impl Text {
                 "If your browser does not continue by itself, press Continue.",
             ),
             Continue => ("Turpināt", "Continue"),
+            SloTitle => ("Iziešana no pakalpojumiem", "Signing out of services"),
+            SloExplain => (
+                "Jūs tiekat izrakstīts no visiem šīs sesijas pakalpojumiem. Lapa turpinās pati.",
+                "You are being signed out of every service of this session. The page goes on by itself.",
+            ),
+            SloStepDone => ("Izrakstīts", "Signed out"),
+            SloStepFailed => ("Izrakstīšanās nav apstiprināta", "Sign-out not confirmed"),
+            PartialLogout => (
+                "Daži pakalpojumi neapstiprināja izrakstīšanos. Aizveriet pārlūku, lai to pabeigtu.",
+                "Some services did not confirm the sign-out. Close your browser to finish it.",
+            ),
             Footer => (
                 "Kopa — pašvaldību koplietošanas platforma",
                 "Kopa — shared platform of Latvian municipalities",

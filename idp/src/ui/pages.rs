@@ -236,15 +236,77 @@ pub fn logout_confirm(lang: Lang, csrf: &str) -> String {
     layout(lang, Text::SignOut, "/logout", &body)
 }
 
-/// After sign-out.
-pub fn signed_out(lang: Lang) -> String {
+/// After sign-out; `partial` when some application did not confirm it.
+pub fn signed_out(lang: Lang, partial: bool) -> String {
+    let warning = if partial {
+        format!(
+            "<p class=\"error\" role=\"alert\">{}</p>\n",
+            Text::PartialLogout.get(lang)
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<p class=\"notice\" role=\"status\">{}</p>\n<p><a href=\"/login?lang={}\">{}</a></p>\n",
+        "<p class=\"notice\" role=\"status\">{}</p>\n{warning}<p><a href=\"/login?lang={}\">{}</a></p>\n",
         Text::SignedOut.get(lang),
         lang.tag(),
         Text::SignInAgain.get(lang)
     );
     layout(lang, Text::SignOut, "/login", &body)
+}
+
+/// Single Logout: tells each service provider (`n`, entity ID) of run `run` in its own
+/// frame, and goes on to `/saml/slo/next` once all answered (by `/saml/logout.js`) or
+/// after `wait_secs` (also without JavaScript).
+pub fn saml_logout(lang: Lang, run: &str, providers: &[(usize, String)], wait_secs: u64) -> String {
+    let run = escape(run);
+    let next = format!("/saml/slo/next?run={run}");
+    let frames: String = providers
+        .iter()
+        .map(|(n, sp)| {
+            let sp = escape(sp);
+            format!(
+                "<li><span class=\"sp\">{sp}</span>\
+<iframe src=\"/saml/slo/frame?run={run}&amp;n={n}\" title=\"{sp}\" \
+sandbox=\"allow-forms allow-scripts allow-same-origin allow-top-navigation-by-user-activation\" width=\"100%\" height=\"80\"></iframe></li>\n"
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p id=\"slo-page\" role=\"status\" data-next=\"{next}\" data-wait=\"{wait_secs}\" \
+data-count=\"{count}\">{explain}</p>\n<script src=\"/saml/logout.js\"></script>\n\
+<ul class=\"slo\">\n{frames}</ul>\n\
+<noscript><meta http-equiv=\"refresh\" content=\"{wait_secs};url={next}\"></noscript>\n\
+<p><a id=\"slo-next\" href=\"{next}\">{cont}</a></p>\n",
+        count = providers.len(),
+        explain = Text::SloExplain.get(lang),
+        cont = Text::Continue.get(lang),
+    );
+    layout(lang, Text::SloTitle, "/login", &body)
+}
+
+/// Single Logout: what one service provider's frame shows once it answered; reports to
+/// the logout page (or, shown on its own, goes on to `/saml/slo/next`).
+pub fn saml_logout_step(lang: Lang, run: &str, n: usize, sp: &str, ok: bool) -> String {
+    let (mark, text, class) = if ok {
+        ("✓", Text::SloStepDone, "notice")
+    } else {
+        ("✗", Text::SloStepFailed, "error")
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"{tag}\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>{title} · Kopa</title>\n<link rel=\"stylesheet\" href=\"/static/kopa.css\">\n</head>\n<body>\n\
+<p id=\"slo-step\" class=\"{class}\" role=\"status\" data-n=\"{n}\" \
+data-next=\"/saml/slo/next?run={run}\">{mark} {text}: {sp}</p>\n\
+<p><a href=\"/saml/slo/next?run={run}\" target=\"_top\">{cont}</a></p>\n\
+<script src=\"/saml/logout.js\"></script>\n</body>\n</html>\n",
+        tag = lang.tag(),
+        title = Text::SloTitle.get(lang),
+        text = text.get(lang),
+        sp = escape(sp),
+        run = escape(run),
+        cont = Text::Continue.get(lang),
+    )
 }
 
 /// Asks the user to let a third-party application have `scopes`.
@@ -337,7 +399,7 @@ mod tests {
 
     #[test]
     fn english_pages_switch_back_to_latvian() {
-        let html = signed_out(Lang::En);
+        let html = signed_out(Lang::En, false);
         assert!(html.contains("<html lang=\"en\">"));
         assert!(html.contains("You are signed out."));
         assert!(html.contains("?lang=lv"));
