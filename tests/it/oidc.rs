@@ -15,14 +15,6 @@ const CLIENT_ID: &str = "authlib-rp";
 /// Anna Bērziņa of Ventspils: her groups map to `specialist` only, so no second factor.
 const USER: &str = "anna.berzina";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// 43 random letters and digits (no character needs escaping in HTTP Basic).
 fn random_secret() -> String {
     use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -84,7 +76,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let secret = random_secret();
         let secret_file = write_secret(dir.path(), &secret);
-        let rp_port = free_port();
+        let rp_port = kopa_tests::slapd::free_port();
         let mut config = kopa_tests::config_in(&dir.path().join("data"));
         config.directories = vec![
             slapd.directory(Municipality::Ventspils, vec![slapd.ldap_url()]),

@@ -5,6 +5,8 @@
 //! malformed requests are sent as raw bindings and must each get a clear error while the
 //! appliance keeps serving.
 
+mod logout;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
@@ -103,7 +105,7 @@ fn attributes() -> Vec<SamlAttribute> {
     .collect()
 }
 
-struct Setup {
+pub(crate) struct Setup {
     kopa: kopa::Handle,
     sps: Vec<Sp>,
     idp_metadata: PathBuf,
@@ -114,6 +116,15 @@ struct Setup {
 impl Setup {
     /// `sps`: (library, signing, NameID format, signed requests required, IdP-initiated).
     async fn start(sps: &[(&'static str, SamlSigning, NameIdFormat, bool, bool)]) -> Self {
+        Self::start_with(sps, |_, _| {}).await
+    }
+
+    /// As [`Setup::start`], with `more` adding to the configuration (given the test's
+    /// directory).
+    pub(crate) async fn start_with(
+        sps: &[(&'static str, SamlSigning, NameIdFormat, bool, bool)],
+        more: impl FnOnce(&mut kopa_config::Config, &Path),
+    ) -> Self {
         let slapd = Slapd::start();
         let dir = tempfile::tempdir().unwrap();
         let mut config = kopa_tests::config_in(&dir.path().join("data"));
@@ -151,6 +162,7 @@ impl Setup {
             });
             list.push(sp);
         }
+        more(&mut config, dir.path());
         let kopa = kopa::start(config).await.expect("appliance starts");
         let setup = Self {
             kopa,
@@ -420,42 +432,15 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
     // Single Logout from pysaml2 (Redirect binding). The session's other provider
     // (python3-saml) is sent a signed LogoutRequest through the browser, checks it with
     // its library and answers; then the initiator hears Success, and the session is gone.
-    let logout = |i: usize, jar: &str, binding: &'static str, peers: Vec<String>| {
-        let r = &signed_in[jar];
-        let mut args: Vec<String> = [
-            "--ca",
-            &ca,
-            "--cookie-jar",
-            setup.dir.path().join(jar).to_str().unwrap(),
-            "--binding",
-            binding,
-            "--name-id",
-            r["name_id"].as_str().unwrap(),
-            "--name-id-format",
-            r["name_id_format"].as_str().unwrap(),
-            "--session-index",
-            r["session_index"].as_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        for p in peers {
-            args.push("--peer".into());
-            args.push(p);
-        }
-        let setup = &setup;
-        async move {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            setup.peer(&setup.sps[i], "logout", &a).await
-        }
-    };
-    let out = logout(
-        0,
-        "jar-0-redirect",
-        "redirect",
-        vec![setup.peer_json(2, "success")],
-    )
-    .await;
+    let out = setup
+        .sp_logout(
+            0,
+            "jar-0-redirect",
+            "redirect",
+            &signed_in["jar-0-redirect"],
+            vec![setup.peer_json(2, "success")],
+        )
+        .await;
     assert_eq!(out["ok"], true, "{out:#}");
     assert_eq!(
         out["status_code"],
@@ -470,15 +455,34 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
     assert_eq!(told["name_id"], sso_at_2["name_id"], "{out:#}");
     assert_eq!(told["session_index"][0], sso_at_2["session_index"]);
     assert_eq!(told["binding"], "redirect");
+    // It was told in a frame of the logout page, whose step page then showed its answer.
+    assert_eq!(out["logout_page_frames"], 1, "{out:#}");
+    let step = told["step"].as_str().unwrap();
+    assert!(
+        step.starts_with('✓') && step.contains(&setup.sps[2].entity),
+        "{out:#}"
+    );
     let r = setup
         .login(&setup.sps[2], "redirect", marta, "jar-0-redirect")
         .await;
     assert_eq!(r["form_shown"], true, "the session ended: {r:#}");
     // From pysaml2 over the POST binding; the other provider (pysaml2 too) answers that it
     // could not log the user out, so the initiator hears PartialLogout.
-    let out = logout(1, "jar-1-post", "post", vec![setup.peer_json(0, "fail")]).await;
+    let out = setup
+        .sp_logout(
+            1,
+            "jar-1-post",
+            "post",
+            &signed_in["jar-1-post"],
+            vec![setup.peer_json(0, "fail")],
+        )
+        .await;
     assert_eq!(out["ok"], true, "{out:#}");
     assert_eq!(out["peers"][0]["ok"], true, "{out:#}");
+    assert!(
+        out["peers"][0]["step"].as_str().unwrap().starts_with('✗'),
+        "{out:#}"
+    );
     assert_eq!(
         out["sub_status_code"], "urn:oasis:names:tc:SAML:2.0:status:PartialLogout",
         "{out:#}"
@@ -552,6 +556,39 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
 }
 
 impl Setup {
+    /// SP-initiated Single Logout at provider `i` over `binding`, for the sign-in
+    /// `signed_in` (the peer's observations: NameID, its format, SessionIndex) made with
+    /// the browser's cookies in `jar`; `peers` are the session's other providers (see
+    /// [`Setup::peer_json`]).
+    async fn sp_logout(
+        &self,
+        i: usize,
+        jar: &str,
+        binding: &str,
+        signed_in: &Value,
+        peers: Vec<String>,
+    ) -> Value {
+        let (ca, jar) = (self.ca(), self.dir.path().join(jar));
+        let mut args: Vec<&str> = vec![
+            "--ca",
+            &ca,
+            "--cookie-jar",
+            jar.to_str().unwrap(),
+            "--binding",
+            binding,
+            "--name-id",
+            signed_in["name_id"].as_str().unwrap(),
+            "--name-id-format",
+            signed_in["name_id_format"].as_str().unwrap(),
+            "--session-index",
+            signed_in["session_index"].as_str().unwrap(),
+        ];
+        for p in &peers {
+            args.extend(["--peer", p.as_str()]);
+        }
+        self.peer(&self.sps[i], "logout", &args).await
+    }
+
     /// `--peer` for the logout commands: provider `i`, answering as `answer` says.
     fn peer_json(&self, i: usize, answer: &str) -> String {
         let sp = &self.sps[i];

@@ -3,6 +3,8 @@
 
     oidc_rp.py full|client-credentials|negative --issuer URL --ca PEMFILE
         --client-id ID --client-secret SECRET --rp-port N --username U --password P
+    oidc_rp.py session ... --cookie-jar FILE --ready-file FILE [--wait-logout SECS]
+        [--backchannel-status N]
 
 It talks to Kopa the way a real deployment would: Authlib's ``OAuth2Session`` for the
 OAuth 2.0 requests, joserfc (Authlib's JOSE library; ``authlib.jose`` is deprecated in
@@ -89,7 +91,7 @@ class RpServer:
     """``http://127.0.0.1:<port>``: records back-channel logout POSTs on /backchannel and
     answers 200; the callback and post-logout pages are never fetched by the browser."""
 
-    def __init__(self, port):
+    def __init__(self, port, backchannel_status=200):
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,7 +107,7 @@ class RpServer:
                             "fields": sorted(form),
                         }
                     )
-                    self.send_response(200)
+                    self.send_response(backchannel_status)
                     self.send_header("Cache-Control", "no-store")
                 else:
                     self.send_response(404)
@@ -670,8 +672,44 @@ def scenario_negative(args, out):
     out["tampered_introspect_active"] = rp.active(tampered)
 
 
+def scenario_session(args, out):
+    """A sign-in that shares the browser's SSO session with other applications (the
+    cookie jar in ``--cookie-jar``, signed in there already or through the form now),
+    then waits up to ``--wait-logout`` seconds for the back-channel logout that another
+    application's logout causes, its endpoint answering ``--backchannel-status``.
+    ``--ready-file`` is written once the sign-in is done."""
+    rp = RelyingParty(args)
+    rp_server = RpServer(args.rp_port, args.backchannel_status)
+    try:
+        browser = Browser(rp.issuer, args.ca, USER_AGENT)
+        browser.load_cookies(args.cookie_jar)
+        nav, req, cb = rp.authorize(browser)
+        out["login_form_shown"] = nav.login_form_shown
+        if "code" not in cb:
+            raise Incomplete(f"no code in the callback: {nav.left_to}")
+        token = rp.exchange(cb["code"], req["verifier"])
+        checked = rp.check_id_token(token["id_token"], req["nonce"], token["access_token"])
+        out["id_token_valid"] = checked["valid"]
+        sid = checked["claims"].get("sid")
+        out["sid"] = sid
+        browser.save_cookies(args.cookie_jar)
+        with open(args.ready_file, "w", encoding="utf-8") as f:
+            f.write("ready\n")
+        received = rp_server.wait_for_logout(args.wait_logout)
+        out["backchannel_count"] = len(received)
+        tokens = [r["logout_token"] for r in received if r["logout_token"]]
+        verdicts = [rp.check_logout_token(t, sid) for t in tokens]
+        out["logout_token_valid"] = bool(verdicts) and all(v["valid"] for v in verdicts)
+        out["logout_token_sid_matches"] = bool(verdicts) and all(
+            v["sid_matches"] for v in verdicts
+        )
+    finally:
+        rp_server.close()
+
+
 SCENARIOS = {
     "full": scenario_full,
+    "session": scenario_session,
     "client-credentials": scenario_client_credentials,
     "negative": scenario_negative,
 }
@@ -687,6 +725,10 @@ def main():
     parser.add_argument("--rp-port", type=int, required=True)
     parser.add_argument("--username", default="")
     parser.add_argument("--password", default="")
+    parser.add_argument("--cookie-jar", help="session: the browser's cookies, shared")
+    parser.add_argument("--ready-file", help="session: written once signed in")
+    parser.add_argument("--wait-logout", type=float, default=30.0)
+    parser.add_argument("--backchannel-status", type=int, default=200)
     args = parser.parse_args()
 
     out = {"scenario": args.scenario}
