@@ -56,7 +56,7 @@ struct LangQuery {
 pub(crate) fn ctx() -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
     warp::ext::optional::<PeerAddr>()
         .and(warp::header::optional::<String>("user-agent"))
-        .and(warp::header::optional::<String>("cookie"))
+        .and(kopa_web::cookie::request_cookies())
         .and(warp::header::optional::<String>("accept-language"))
         .and(warp::header::optional::<String>("origin"))
         .and(warp::host::optional())

@@ -26,7 +26,7 @@ fn assert_security_headers(resp: &kopa_tests::Resp) {
         "{csp}"
     );
     assert_eq!(resp.header("x-content-type-options"), "nosniff");
-    assert_eq!(resp.header("referrer-policy"), "no-referrer");
+    assert_eq!(resp.header("referrer-policy"), "same-origin");
     assert!(!resp.header("x-request-id").is_empty());
 }
 

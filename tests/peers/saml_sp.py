@@ -45,6 +45,11 @@ Service-provider options (every command but ``metadata`` also takes
     idp-logout --ca PEMFILE --cookie-jar FILE --url BASE [--peer JSON ...]
         The user signs out at the IdP's /logout page; prints {"ok" (ended on a page,
         HTTP 200), "final_status", "final_url", "final_body", "peers"}.
+    browser-logout --ca PEMFILE --url BASE --username U --password P --screenshots DIR
+            --peer JSON ... (each with a "port")
+        The same in headless Chromium, with each peer a real HTTP server on its port:
+        sign in at each, sign out at the IdP, and time the logout page (see
+        cmd_browser_logout).
 
     Validation options: --want-assertions-signed, --want-response-signed (what the SP
     demands; either way one of the two must be signed), --no-want-attribute-statement
@@ -77,11 +82,15 @@ error exits 1 with a message and the observations so far on stderr.
 
 import argparse
 import base64
+import hashlib
 import json
 import sys
+import threading
+import time
 import traceback
 import zlib
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from lxml import etree
@@ -89,6 +98,17 @@ from lxml import etree
 from browser import Browser, Incomplete, origin_of, page_forms
 
 USER_AGENT = "kopa-tests-saml-sp/1.0"
+# Headless Chromium on a machine without network: no background connections.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 BINDINGS = {"redirect": BINDING_REDIRECT, "post": BINDING_POST}
@@ -824,6 +844,9 @@ def peer_sp(spec, idp_metadata):
         cert=spec["cert"],
         key=spec["key"],
         idp_metadata=idp_metadata,
+        nameid_format=spec.get("nameid_format"),
+        want_assertions_signed=spec.get("want_assertions_signed", False),
+        sign_request=True,
     )
     return LIBS[spec["lib"]](ns)
 
@@ -1036,6 +1059,163 @@ def cmd_idp_logout(sp, args, out):
     out["ok"] = nav.left_to is None and nav.status == 200
 
 
+class SpServer:
+    """A service provider as a browser meets it, on ``http://127.0.0.1:<port>`` (the
+    ``--peer`` JSON's "port"): ``/login`` sends the browser to the IdP with an
+    AuthnRequest, ``/acs`` has the library judge the posted SAMLResponse, ``/sls``
+    answers the IdP's LogoutRequest as the library does, or (``"answer": "stall"``)
+    holds the request unanswered until the server stops."""
+
+    def __init__(self, spec, idp_metadata):
+        self.spec, self.sp = spec, peer_sp(spec, idp_metadata)
+        self.outstanding, self.signed_in, self.told = None, None, []
+        self.stop = threading.Event()
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                if path == "/login":
+                    outgoing = me.sp.authn_request(BINDING_REDIRECT, True, None, False, False)
+                    me.outstanding = outgoing.request_id
+                    return self.answer(302, location=outgoing.url)
+                if path == "/sls":
+                    return me.logout(self, query)
+                return self.answer(404)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+                response = form.get("SAMLResponse", [""])[0]
+                relay = form.get("RelayState", [None])[0]
+                me.signed_in = me.sp.check_response(response, relay, me.outstanding)
+                text = "signed in" if me.signed_in["ok"] else "refused"
+                return self.answer(200, f"<!DOCTYPE html><title>SP</title><p id=sp>{text}</p>")
+
+            def answer(self, status, body="", location=None):
+                data = body.encode()
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args):
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        ThreadingHTTPServer.daemon_threads = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", spec["port"]), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def logout(self, handler, query):
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        if self.spec.get("answer") == "stall":
+            self.told.append({"stalled": True})
+            self.stop.wait(120)
+            return None
+        seen, url = self.sp.answer_logout(
+            BINDING_REDIRECT,
+            params.get("SAMLRequest"),
+            query,
+            params.get("RelayState"),
+            self.spec.get("answer") == "fail",
+        )
+        self.told.append(seen)
+        if url is None:
+            return handler.answer(400, "refused")
+        return handler.answer(302, location=url)
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def spki_sha256(pem_file):
+    """Base64 SHA-256 of the first certificate's SubjectPublicKeyInfo in ``pem_file``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    with open(pem_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def cmd_browser_logout(_sp, args, out):
+    """In headless Chromium (Debian's, driven by Playwright): sign in at each ``--peer``
+    SP in turn (the form once, then single sign-on), sign out at the IdP's ``/logout``,
+    and time how long the logout page takes to go on. Prints {"signed_in" (per SP),
+    "told" (what each SP's /sls saw), "elapsed_secs" (logout page to the end),
+    "final_url", "final_text", "partial_warning"}; screenshots go to --screenshots."""
+    from playwright.sync_api import sync_playwright
+
+    servers = [SpServer(json.loads(p), args.idp_metadata) for p in args.peer or []]
+    base = args.url.rstrip("/")
+    try:
+        with sync_playwright() as pw:
+            # Kopa's own certificate is trusted by its key, as a pinned one would be.
+            pin = f"--ignore-certificate-errors-spki-list={spki_sha256(args.ca)}"
+            browser = pw.chromium.launch(
+                executable_path=args.chromium, args=[*CHROMIUM_ARGS, pin]
+            )
+            page = browser.new_page()
+            # What the browser fetched, reported only when a step did not happen.
+            seen = []
+            page.on("response", lambda r: seen.append(f"{r.status} {r.request.method} {r.url}"))
+            try:
+                browse(page, servers, base, args, out)
+            except Exception:
+                out["responses"] = seen
+                out["stuck_at"] = page.url
+                out["cookies"] = [
+                    (c["name"], c["domain"], c["path"], c["secure"], c["sameSite"])
+                    for c in page.context.cookies()
+                ]
+                out["stuck_page"] = page.content()[:BODY_CHARS]
+                page.screenshot(path=f"{args.screenshots}/stuck.png", full_page=True)
+                raise
+            browser.close()
+    finally:
+        out["told"] = [server.told for server in servers]
+        for server in servers:
+            server.close()
+    out["ok"] = True
+
+
+def browse(page, servers, base, args, out):
+    """The steps of ``browser-logout`` in ``page``."""
+    if True:
+        if True:
+            out["signed_in"] = []
+            for server in servers:
+                page.goto(f"http://127.0.0.1:{server.spec['port']}/login")
+                page.wait_for_selector("input[name=password], #sp", timeout=30_000)
+                if page.locator("input[name=password]").count():
+                    page.fill("input[name=username]", args.username)
+                    page.fill("input[name=password]", args.password)
+                    page.locator("form button[type=submit]").first.click()
+                page.wait_for_selector("#sp", timeout=30_000)
+                out["signed_in"].append(server.signed_in)
+            page.goto(f"{base}/logout")
+            page.locator("form[action='/logout'] button[type=submit]").first.click()
+            page.wait_for_selector("#slo-page", timeout=30_000)
+            started = time.monotonic()
+            page.screenshot(path=f"{args.screenshots}/logout-page.png", full_page=True)
+            page.wait_for_url("**/saml/slo/next**", timeout=120_000)
+            page.wait_for_load_state()
+            out["elapsed_secs"] = round(time.monotonic() - started, 2)
+            page.screenshot(path=f"{args.screenshots}/signed-out.png", full_page=True)
+            out["final_url"] = page.url
+            out["final_text"] = page.inner_text("main")
+            out["partial_warning"] = page.locator("main [role=alert]").count() > 0
+
+
 def finish_metadata(xml, args):
     """The library's metadata with what a federation's publisher adds: validUntil,
     cacheDuration, another ACS, and an enveloped signature made by python3-saml's metadata
@@ -1160,6 +1340,16 @@ def main():
     p.add_argument("--url", required=True, help="the IdP's base URL")
     p.add_argument("--peer", action="append", help=peer_help)
 
+    p = commands.add_parser("browser-logout", help="sign in and out in headless Chromium")
+    sp_options(p)
+    p.add_argument("--url", required=True, help="the IdP's base URL")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--peer", action="append", help=peer_help + ', plus "port"')
+    p.add_argument("--ca", required=True, help="Kopa's TLS certificate (PEM), trusted by key")
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--screenshots", required=True, help="a directory for the screenshots")
+
     args = parser.parse_args()
     if args.lib is None:
         parser.error("--lib pysaml2|onelogin is required")
@@ -1180,6 +1370,7 @@ def main():
         "idp-initiated": cmd_idp_initiated,
         "logout": cmd_logout,
         "idp-logout": cmd_idp_logout,
+        "browser-logout": cmd_browser_logout,
     }[args.command]
     out = {"lib": args.lib, "command": args.command}
     try:

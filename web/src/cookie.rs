@@ -14,6 +14,26 @@ pub fn get<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// The request's cookies as one `Cookie` header value. Over HTTP/2 a client may send
+/// each cookie in a field of its own (RFC 9113 §8.2.3), and browsers do; the fields are
+/// joined with "; " as that section says. Reading only the first field loses cookies.
+pub fn joined(headers: &http::HeaderMap) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// A filter giving the request's cookies (see [`joined`]).
+pub fn request_cookies()
+-> impl warp::Filter<Extract = (Option<String>,), Error = warp::Rejection> + Clone {
+    use warp::Filter as _;
+    warp::header::headers_cloned()
+        .and_then(|h: http::HeaderMap| async move { Ok::<_, warp::Rejection>(joined(&h)) })
+}
+
 /// A `Set-Cookie` value for a `__Host-` cookie; `max_age_secs: None` makes it last for
 /// the browser session. Values must be token characters (we only set base64url).
 pub fn set(name: &str, value: &str, max_age_secs: Option<u64>) -> Option<HeaderValue> {
@@ -68,5 +88,20 @@ mod tests {
         assert!(secrets_match("abc", "abc"));
         assert!(!secrets_match("abc", "abd"));
         assert!(!secrets_match("", ""));
+    }
+
+    #[test]
+    fn cookies_split_over_http2_fields_are_joined() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(joined(&h), None);
+        h.append(http::header::COOKIE, HeaderValue::from_static("__Host-a=1"));
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("__Host-b=2; c=3"),
+        );
+        let all = joined(&h);
+        assert_eq!(get(all.as_deref(), "__Host-b"), Some("2"));
+        assert_eq!(get(all.as_deref(), "__Host-a"), Some("1"));
+        assert_eq!(get(all.as_deref(), "c"), Some("3"));
     }
 }

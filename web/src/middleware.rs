@@ -57,7 +57,10 @@ fn apply_security_headers(resp: &mut Response) {
             "max-age=63072000; includeSubDomains",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+        // `Origin: null` on form posts (Fetch, "serializing a request origin"), and our
+        // own forms would fail the Origin check. Other sites still get no referrer.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (
             HeaderName::from_static("cross-origin-opener-policy"),

@@ -406,7 +406,7 @@ impl Sso {
             .and(warp::path("callback"))
             .and(warp::path::end())
             .and(warp::get())
-            .and(warp::header::optional::<String>("cookie"))
+            .and(cookie::request_cookies())
             .and(warp::query::<HashMap<String, String>>())
             .then(move |cookies: Option<String>, q: HashMap<String, String>| {
                 let (me, app) = (me.clone(), app.clone());
@@ -418,7 +418,7 @@ impl Sso {
             .and(warp::path("logout"))
             .and(warp::path::end())
             .and(warp::get().or(warp::post()).unify())
-            .and(warp::header::optional::<String>("cookie"))
+            .and(cookie::request_cookies())
             .map(move |cookies: Option<String>| me.logout(&app2, cookies.as_deref()));
         callback.or(logout).unify()
     }
@@ -431,7 +431,7 @@ impl Sso {
     + Clone
     + use<> {
         let me = self.clone();
-        warp::header::optional::<String>("cookie")
+        cookie::request_cookies()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .then(

@@ -38,6 +38,8 @@ const LOGOUT_JS: &str = r#"(function () {
   var step = document.getElementById('slo-step');
   if (!step) return;
   if (window.parent !== window) {
+    var link = document.querySelector('a[target=_top]');
+    if (link) link.hidden = true;
     window.parent.postMessage('kopa-slo:' + step.dataset.n, window.location.origin);
   } else {
     window.location.replace(step.dataset.next);

@@ -16,7 +16,7 @@ fn layout(lang: Lang, title: Text, switch_path: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"{tag}\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<meta name=\"referrer\" content=\"no-referrer\">\n<title>{title} · Kopa</title>\n\
+<meta name=\"referrer\" content=\"same-origin\">\n<title>{title} · Kopa</title>\n\
 <link rel=\"stylesheet\" href=\"/static/kopa.css\">\n</head>\n<body>\n\
 <a class=\"skip\" href=\"#content\">{skip}</a>\n\
 <header><a class=\"brand\" href=\"/login?lang={tag}\">Kopa</a>\

@@ -87,7 +87,8 @@ impl Setup {
 }
 
 fn rp_result(out: String) -> Value {
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("oidc_rp.py printed no JSON ({e}):\n{out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("oidc_rp.py printed no JSON ({e}):\n{out}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +113,9 @@ async fn single_logout_is_partial_when_an_sp_stays_silent_or_a_back_channel_rp_f
         ],
         |config, dir| {
             config.saml.logout_wait_secs = 3;
-            config.oidc_clients.push(relying_party(dir, "rp-ok", ok_port));
+            config
+                .oidc_clients
+                .push(relying_party(dir, "rp-ok", ok_port));
             config
                 .oidc_clients
                 .push(relying_party(dir, "rp-failing", failing_port));
@@ -199,5 +202,177 @@ async fn single_logout_is_partial_when_an_sp_stays_silent_or_a_back_channel_rp_f
         back_channel,
         [("rp-ok", "success"), ("rp-failing", "failure")],
         "{back_channel:?}"
+    );
+}
+
+/// A service provider for the browser: its keys, metadata and `--peer` JSON, with its
+/// endpoints on `http://127.0.0.1:<port>`.
+struct BrowserSp {
+    config: kopa_config::SamlSpConfig,
+    lib: &'static str,
+    entity: String,
+    port: u16,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl BrowserSp {
+    async fn new(dir: &Path, lib: &'static str, i: usize) -> Self {
+        let name = format!("browser-sp{i}");
+        let (cert, key) = super::sp_keys(dir, &name);
+        let port = free_port();
+        let entity = format!("https://{name}.sp.test");
+        let base = format!("http://127.0.0.1:{port}");
+        let args: Vec<String> = [
+            "--lib",
+            lib,
+            "metadata",
+            "--entity-id",
+            &entity,
+            "--acs",
+            &format!("{base}/acs"),
+            "--sls",
+            &format!("{base}/sls"),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let file = dir.join(format!("{name}.xml"));
+        std::fs::write(&file, kopa_tests::run_peer("saml_sp.py", args).await).unwrap();
+        let config = kopa_config::SamlSpConfig {
+            name,
+            attributes: super::attributes(),
+            ..kopa_config::SamlSpConfig::new(file)
+        };
+        Self {
+            config,
+            lib,
+            entity,
+            port,
+            cert,
+            key,
+        }
+    }
+
+    fn peer_json(&self, answer: &str) -> String {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        serde_json::json!({
+            "lib": self.lib,
+            "entity_id": self.entity,
+            "acs": format!("{base}/acs"),
+            "sls": format!("{base}/sls"),
+            "cert": self.cert,
+            "key": self.key,
+            "port": self.port,
+            "answer": answer,
+            "want_assertions_signed": true,
+        })
+        .to_string()
+    }
+}
+
+/// Chromium signs in at two SPs (the form once) and out at the IdP; the logout page's
+/// script goes on as soon as both frames reported, or after the wait when one SP never
+/// answers, and the signed-out page then warns that the logout was partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_the_logout_page_goes_on_when_all_answered_or_after_the_wait() {
+    const WAIT_SECS: u64 = 6;
+    let sp_dir = tempfile::tempdir().unwrap();
+    let sps = [
+        BrowserSp::new(sp_dir.path(), "pysaml2", 0).await,
+        BrowserSp::new(sp_dir.path(), "onelogin", 1).await,
+    ];
+    let configs: Vec<_> = sps.iter().map(|s| s.config.clone()).collect();
+    let setup = Setup::start_with(&[], |config, _| {
+        config.saml.logout_wait_secs = WAIT_SECS;
+        config.saml_sps.extend(configs);
+    })
+    .await;
+    let marta = user("marta.ozola");
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("slo-screenshots");
+    let run = |answers: [&'static str; 2], round: &'static str| {
+        let dir = shots.join(round);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args: Vec<String> = [
+            "--lib",
+            "pysaml2",
+            "browser-logout",
+            "--entity-id",
+            "https://unused.sp.test",
+            "--acs",
+            "https://unused.sp.test/acs",
+            "--sls",
+            "https://unused.sp.test/sls",
+            "--cert",
+            sps[0].cert.to_str().unwrap(),
+            "--key",
+            sps[0].key.to_str().unwrap(),
+            "--idp-metadata",
+            setup.idp_metadata.to_str().unwrap(),
+            "--url",
+            &format!("https://127.0.0.1:{}", setup.kopa.addr.port()),
+            "--username",
+            &marta.login(),
+            "--password",
+            marta.password,
+            "--screenshots",
+            dir.to_str().unwrap(),
+            "--ca",
+            &setup.ca(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for (sp, answer) in sps.iter().zip(answers) {
+            args.push("--peer".into());
+            args.push(sp.peer_json(answer));
+        }
+        async move {
+            let out = kopa_tests::run_peer("saml_sp.py", args).await;
+            serde_json::from_str::<Value>(&out)
+                .unwrap_or_else(|e| panic!("saml_sp.py printed no JSON ({e}):\n{out}"))
+        }
+    };
+
+    // Both answer: the page goes on well before its wait, and the logout is complete.
+    let out = run(["success", "success"], "all-answer").await;
+    for signed_in in out["signed_in"].as_array().unwrap() {
+        assert_eq!(signed_in["ok"], true, "{out:#}");
+    }
+    for told in out["told"].as_array().unwrap() {
+        assert_eq!(told[0]["ok"], true, "{out:#}");
+    }
+    let elapsed = out["elapsed_secs"].as_f64().unwrap();
+    assert!(elapsed < (WAIT_SECS - 2) as f64, "{out:#}");
+    assert_eq!(out["partial_warning"], false, "{out:#}");
+
+    // The second never answers: the page goes on after the wait, and says so.
+    let out = run(["success", "stall"], "one-silent").await;
+    assert_eq!(out["told"][0][0]["ok"], true, "{out:#}");
+    assert_eq!(out["told"][1][0]["stalled"], true, "{out:#}");
+    let elapsed = out["elapsed_secs"].as_f64().unwrap();
+    assert!(elapsed >= (WAIT_SECS - 1) as f64, "{out:#}");
+    assert_eq!(out["partial_warning"], true, "{out:#}");
+
+    let records = kopa_tests::audit_records(&setup.kopa.data_dir);
+    let hops: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["event.action"] == "saml-logout-propagated")
+        .map(|r| {
+            (
+                r["event.outcome"].as_str().unwrap_or_default(),
+                r["event.reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(hops.len(), 4, "{hops:?}");
+    assert_eq!(
+        hops.iter().filter(|h| h.1 == "no_answer").count(),
+        1,
+        "{hops:?}"
     );
 }
