@@ -457,6 +457,13 @@ async fn independent_sps_sign_users_in_over_both_bindings_in_every_signing_mode(
     assert_eq!(told["binding"], "redirect");
     // It was told in a frame of the logout page, whose step page then showed its answer.
     assert_eq!(out["logout_page_frames"], 1, "{out:#}");
+    assert_eq!(
+        out["stranger_statuses"],
+        serde_json::json!([403, 403]),
+        "{out:#}"
+    );
+    // An unsigned answer in its name was refused and did not settle its part.
+    assert_eq!(told["forged_answer_status"], 400, "{out:#}");
     let step = told["step"].as_str().unwrap();
     assert!(
         step.starts_with('✓') && step.contains(&setup.sps[2].entity),

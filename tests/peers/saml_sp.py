@@ -91,7 +91,7 @@ import traceback
 import zlib
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from lxml import etree
 
@@ -884,6 +884,27 @@ def parse_logout_page(html):
     return parser
 
 
+def forged_logout_response(browser, peer, saml_request, binding, relay_state):
+    """What Kopa answers to an unsigned LogoutResponse that claims to be ``peer``'s
+    answer to the LogoutRequest it was just sent (right run, right InResponseTo), as
+    anyone who saw the RelayState could send it: its HTTP status."""
+    request = parse_xml(decode_message(saml_request, binding))
+    slo = f"{browser.issuer}/saml/slo"
+    xml = (
+        f'<samlp:LogoutResponse xmlns:samlp="{NS["samlp"]}" xmlns:saml="{NS["saml"]}" '
+        f'ID="_forged{request.get("ID")}" Version="2.0" IssueInstant='
+        f'"{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}" Destination="{slo}" '
+        f'InResponseTo="{request.get("ID")}"><saml:Issuer>{peer["entity_id"]}</saml:Issuer>'
+        '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/>'
+        "</samlp:Status></samlp:LogoutResponse>"
+    )
+    deflated = zlib.compress(xml.encode())[2:-4]
+    query = urlencode(
+        {"SAMLResponse": base64.b64encode(deflated).decode(), "RelayState": relay_state or ""}
+    )
+    return Browser(browser.issuer, browser.session.verify).get(f"{slo}?{query}").status_code
+
+
 def tell_peers(browser, nav, args, out):
     """The IdP's logout page tells each other SP of the session in its own frame: the
     frame is sent on to the SP's logout endpoint (a redirect, or an auto-post form
@@ -900,6 +921,12 @@ def tell_peers(browser, nav, args, out):
     if page.next is None:
         return nav
     out["logout_page_frames"] = len(page.frames)
+    # Another browser (no cookie of this one, as an SP that learnt the run's id would be)
+    # gets neither a frame nor the finish.
+    stranger = Browser(browser.issuer, browser.session.verify)
+    out["stranger_statuses"] = [
+        stranger.get(urljoin(nav.url, u)).status_code for u in page.frames[:1] + [page.next]
+    ]
     for src in page.frames:
         frame = browser.navigate(urljoin(nav.url, src))
         peer = binding = None
@@ -923,6 +950,7 @@ def tell_peers(browser, nav, args, out):
             query = None
             saml_request = form["fields"]["SAMLRequest"]
             relay_state = form["fields"].get("RelayState")
+        forged = forged_logout_response(browser, peer, saml_request, binding, relay_state)
         if peer.get("answer") == "stall":
             seen, url = {"ok": True, "error": None, "stalled": True}, None
         else:
@@ -933,6 +961,7 @@ def tell_peers(browser, nav, args, out):
         seen["entity_id"] = peer["entity_id"]
         seen["binding"] = "redirect" if binding == BINDING_REDIRECT else "post"
         seen["request_xml"] = decode_message(saml_request, binding)
+        seen["forged_answer_status"] = forged
         if url is not None:
             step = browser.navigate(url)
             seen["step_status"] = step.status

@@ -916,16 +916,22 @@ impl Provider {
     }
 
     /// Listens for ended sessions until the sender side closes; each is handled on its
-    /// own (a slow relying party holds up no other logout) and its report sent back.
+    /// own (a slow relying party holds up no other logout), at most 64 at once (a bulk
+    /// revocation waits its turn), and its report sent back.
     pub fn spawn_listener(
         self: &Arc<Self>,
         mut rx: tokio::sync::mpsc::UnboundedReceiver<EndedNotice>,
     ) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
+        let slots = Arc::new(tokio::sync::Semaphore::new(64));
         tokio::spawn(async move {
             while let Some(notice) = rx.recv().await {
                 let me = Arc::clone(&me);
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let told = me.session_ended(notice.session).await;
                     // The one waiting may have given up; that is fine.
                     let _ = notice.report.send(told);

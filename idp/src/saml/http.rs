@@ -17,21 +17,33 @@ const BODY_LIMIT: u64 = 256 * 1024;
 /// A registration carries a whole metadata document.
 const ADMIN_BODY_LIMIT: u64 = 1024 * 1024;
 const AUTOPOST_JS: &str = "document.getElementById('saml-post').submit();\n";
+/// The cookie that ties a Single Logout run to the browser showing its page.
+const SLO_COOKIE: &str = "__Host-kopa-slo";
 /// Single Logout, on the logout page: go on once every frame reported its provider's
 /// answer, or when the wait runs out. In a frame's step page: report to the logout page,
 /// or go on when shown on its own.
 const LOGOUT_JS: &str = r#"(function () {
   var page = document.getElementById('slo-page');
   if (page) {
-    var next = page.dataset.next, left = Number(page.dataset.count), seen = {};
+    // This script runs before the frames below exist: they are looked up when needed.
+    var next = page.dataset.next, run = page.dataset.run, seen = {}, done = 0;
+    var frames = function () { return document.querySelectorAll('iframe[data-n]'); };
     var go = function () { window.location.replace(next); };
     var timer = window.setTimeout(go, Number(page.dataset.wait) * 1000);
+    document.addEventListener('DOMContentLoaded', function () {
+      if (frames().length === 0) { window.clearTimeout(timer); go(); }
+    });
     window.addEventListener('message', function (e) {
+      // Only our own step pages, in this page's own frames, for this run.
       if (e.origin !== window.location.origin || typeof e.data !== 'string') return;
-      if (e.data.indexOf('kopa-slo:') !== 0 || seen[e.data]) return;
-      seen[e.data] = true;
-      left -= 1;
-      if (left <= 0) { window.clearTimeout(timer); go(); }
+      var all = frames(), n = null;
+      for (var i = 0; i < all.length; i++) {
+        if (all[i].contentWindow === e.source) n = all[i].dataset.n;
+      }
+      if (n === null || e.data !== 'kopa-slo:' + run + ':' + n || seen[n]) return;
+      seen[n] = true;
+      done += 1;
+      if (done >= all.length) { window.clearTimeout(timer); go(); }
     });
     return;
   }
@@ -40,7 +52,8 @@ const LOGOUT_JS: &str = r#"(function () {
   if (window.parent !== window) {
     var link = document.querySelector('a[target=_top]');
     if (link) link.hidden = true;
-    window.parent.postMessage('kopa-slo:' + step.dataset.n, window.location.origin);
+    window.parent.postMessage(
+      'kopa-slo:' + step.dataset.run + ':' + step.dataset.n, window.location.origin);
   } else {
     window.location.replace(step.dataset.next);
   }
@@ -107,10 +120,17 @@ fn answer_in(ctx: &Ctx, answer: Answer, framed: bool) -> warp::reply::Response {
             no_store(html(200, pages::signed_out(ctx.lang, partial), vec![]))
         }
         Answer::LogoutPage(page) => {
+            // The browser's claim on this logout (frames and finish answer only it).
+            let cookies = page
+                .browser
+                .as_deref()
+                .and_then(|b| kopa_web::cookie::set(SLO_COOKIE, b, Some(600)))
+                .into_iter()
+                .collect();
             let resp = no_store(html(
                 200,
                 pages::saml_logout(ctx.lang, &page.run, &page.providers, page.wait_secs),
-                vec![],
+                cookies,
             ));
             // The frames start at the IdP and are sent on to the providers' endpoints.
             let csp = format!(
@@ -389,7 +409,9 @@ pub fn routes(
         .and(ctx())
         .and(warp::query::<RunQuery>())
         .then(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| async move {
-            let result = saml.continue_logout(&q.run, &origin(&ctx)).await;
+            let result = saml
+                .continue_logout(&q.run, ctx.cookie(SLO_COOKIE), &origin(&ctx))
+                .await;
             answer(&ctx, result)
         });
     let slo_page = warp::path!("saml" / "slo" / "page")
@@ -397,14 +419,20 @@ pub fn routes(
         .and(with_saml())
         .and(ctx())
         .and(warp::query::<RunQuery>())
-        .map(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| answer(&ctx, saml.logout_page(&q.run)));
+        .map(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| {
+            answer(&ctx, saml.logout_page(&q.run, ctx.cookie(SLO_COOKIE)))
+        });
     let slo_frame = warp::path!("saml" / "slo" / "frame")
         .and(warp::get())
         .and(with_saml())
         .and(ctx())
         .and(warp::query::<RunQuery>())
         .map(|saml: Arc<Provider>, ctx: Ctx, q: RunQuery| {
-            answer_in(&ctx, saml.logout_frame(&q.run, q.n), true)
+            answer_in(
+                &ctx,
+                saml.logout_frame(&q.run, q.n, ctx.cookie(SLO_COOKIE)),
+                true,
+            )
         });
     let logout_js = warp::path!("saml" / "logout.js")
         .and(warp::get())

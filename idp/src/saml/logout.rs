@@ -71,6 +71,10 @@ pub(super) struct Run {
     told: Vec<Told>,
     /// How the OIDC back-channel deliveries went.
     back_channel: BackChannelReport,
+    /// The browser that shows the logout page: a secret in its cookie, set the first time
+    /// the page is shown (before any provider learns the run's id); the frames and the
+    /// finish answer only that browser.
+    browser: Option<String>,
     session_id: String,
     created_ms: u64,
 }
@@ -86,6 +90,8 @@ pub struct LogoutPage {
     pub origins: Vec<String>,
     /// Seconds the page waits before it goes on without the missing answers.
     pub wait_secs: u64,
+    /// The browser's secret for this run, to set as its cookie (the first time).
+    pub browser: Option<String>,
 }
 
 /// The logout endpoint a message goes to: HTTP-Redirect preferred, else HTTP-POST.
@@ -300,6 +306,7 @@ impl Provider {
             finish,
             told,
             back_channel,
+            browser: None,
             session_id,
             created_ms: self.clock.now_millis(),
         }
@@ -312,7 +319,7 @@ impl Provider {
         }
         let run_id = response::new_id();
         match self.park(&run_id, run) {
-            Ok(()) => self.logout_page(&run_id),
+            Ok(()) => self.logout_page(&run_id, None),
             Err(run) => {
                 // Too many logouts in flight: the rest cannot be told; say so.
                 tracing::warn!("too many SAML logouts in progress; reporting a partial logout");
@@ -348,11 +355,21 @@ impl Provider {
     }
 
     /// The page that tells the providers of run `run_id` (`/saml/slo/page`), each in a
-    /// frame; the signed-out page when the run is over or unknown.
-    pub fn logout_page(&self, run_id: &str) -> Answer {
-        let runs = lock(&self.logouts);
-        let Some(run) = runs.get(run_id).filter(|r| self.live(r)) else {
-            return Answer::SignedOut { partial: false };
+    /// frame. The first browser to see it owns the run (`browser`: its cookie); any other
+    /// gets an error page, and so does an unknown or finished run.
+    pub fn logout_page(&self, run_id: &str, browser: Option<&str>) -> Answer {
+        let mut runs = lock(&self.logouts);
+        let Some(run) = runs.get_mut(run_id).filter(|r| self.live(r)) else {
+            return over();
+        };
+        let new_secret = match (&run.browser, browser) {
+            (None, _) => {
+                let secret = crate::session::new_token();
+                run.browser = Some(secret.clone());
+                Some(secret)
+            }
+            (Some(owner), Some(b)) if kopa_web::cookie::secrets_match(owner, b) => None,
+            (Some(_), _) => return not_yours(),
         };
         let mut origins: Vec<String> = Vec::new();
         let mut providers = Vec::new();
@@ -372,30 +389,35 @@ impl Provider {
                 }
             }
         }
-        if providers.is_empty() {
-            return Answer::Redirect(format!("/saml/slo/next?run={run_id}"));
-        }
         Answer::LogoutPage(LogoutPage {
             run: run_id.to_owned(),
             providers,
             origins,
             wait_secs: self.config.logout_wait_secs,
+            browser: new_secret,
         })
+    }
+
+    /// Whether `browser` (its cookie) owns `run`.
+    fn owns(run: &Run, browser: Option<&str>) -> bool {
+        match (&run.browser, browser) {
+            (Some(owner), Some(b)) => kopa_web::cookie::secrets_match(owner, b),
+            _ => false,
+        }
     }
 
     /// The content of frame `n` of run `run_id` (`/saml/slo/frame`): the signed
     /// `LogoutRequest` to that provider, or how it went when it already answered.
-    pub fn logout_frame(&self, run_id: &str, n: usize) -> Answer {
+    pub fn logout_frame(&self, run_id: &str, n: usize, browser: Option<&str>) -> Answer {
         let runs = lock(&self.logouts);
-        let Some((run, told)) = runs
-            .get(run_id)
-            .filter(|r| self.live(r))
-            .and_then(|r| Some((r, r.told.get(n)?)))
-        else {
-            return Answer::ErrorPage {
-                status: 404,
-                message: "This logout is over or unknown.".into(),
-            };
+        let Some(run) = runs.get(run_id).filter(|r| self.live(r)) else {
+            return over();
+        };
+        if !Self::owns(run, browser) {
+            return not_yours();
+        }
+        let Some(told) = run.told.get(n) else {
+            return over();
         };
         let Some(endpoint) = told.endpoint.as_ref() else {
             return Answer::ErrorPage {
@@ -447,11 +469,6 @@ impl Provider {
         Ok(())
     }
 
-    /// Takes the run `run_id` out, unless it is unknown or older than five minutes.
-    fn take_run(&self, run_id: &str) -> Option<Run> {
-        lock(&self.logouts).remove(run_id).filter(|r| self.live(r))
-    }
-
     async fn record_hop(&self, sp: &str, origin: &Origin, session_id: &str, failure: &str) {
         let outcome = if failure.is_empty() {
             Outcome::Success
@@ -484,23 +501,26 @@ impl Provider {
                         && Some(&t.request_id) == resp.in_response_to.as_ref()
                 })
             };
-            lock(&self.logouts)
+            let (n, session_id) = lock(&self.logouts)
                 .get(&run_id)
                 .filter(|r| self.live(r))
-                .and_then(awaited)?;
+                .and_then(|r| Some((awaited(r)?, r.session_id.clone())))?;
             let failure = self.logout_response_failure(&incoming, doc.root_element(), &resp);
-            let mut runs = lock(&self.logouts);
-            let run = runs.get_mut(&run_id)?;
-            let n = awaited(run)?;
-            run.told[n].answer = Some(failure.unwrap_or(""));
-            run.told[n].recorded = true;
-            Some((
-                run_id,
-                n,
-                resp.common.issuer,
-                run.session_id.clone(),
-                failure,
-            ))
+            // Only the provider's own signed answer settles its part; anything else is
+            // refused below and leaves the run waiting for the real one.
+            if matches!(failure, Some("bad_signature" | "unsigned")) {
+                return None;
+            }
+            if let Some(run) = lock(&self.logouts).get_mut(&run_id)
+                && let Some(t) = run.told.get_mut(n)
+                && t.answer.is_none()
+            {
+                t.answer = Some(failure.unwrap_or(""));
+                t.recorded = true;
+            }
+            // (When the run finished in between, its finish counted this provider as
+            // silent; the audit log still gets the real answer.)
+            Some((run_id, n, resp.common.issuer, session_id, failure))
         });
         let Some((run, n, sp, session_id, failure)) = judged else {
             return self
@@ -602,10 +622,24 @@ impl Provider {
 
     /// Finishes run `run_id` (`/saml/slo/next`), when every provider answered or the
     /// page's wait ran out; a provider still silent counts as not logged out.
-    pub async fn continue_logout(&self, run_id: &str, origin: &Origin) -> Answer {
-        match self.take_run(run_id) {
+    pub async fn continue_logout(
+        &self,
+        run_id: &str,
+        browser: Option<&str>,
+        origin: &Origin,
+    ) -> Answer {
+        let run = {
+            let mut runs = lock(&self.logouts);
+            match runs.get(run_id) {
+                Some(r) if Self::owns(r, browser) => runs.remove(run_id),
+                Some(_) => return not_yours(),
+                None => None,
+            }
+        };
+        match run.filter(|r| self.live(r)) {
             Some(run) => self.finish(run, None, origin).await,
-            None => Answer::SignedOut { partial: false },
+            // Finished already, or abandoned for too long: nobody can tell how it went.
+            None => Answer::SignedOut { partial: true },
         }
     }
 }
@@ -637,6 +671,22 @@ impl FrontChannelLogout for Provider {
                 None
             }
         }
+    }
+}
+
+/// The answer for a logout run that is unknown or over.
+fn over() -> Answer {
+    Answer::ErrorPage {
+        status: 404,
+        message: "This sign-out is over or unknown.".into(),
+    }
+}
+
+/// The answer for a browser that does not own the logout run it names.
+fn not_yours() -> Answer {
+    Answer::ErrorPage {
+        status: 403,
+        message: "This sign-out belongs to another browser.".into(),
     }
 }
 

@@ -267,18 +267,17 @@ pub fn saml_logout(lang: Lang, run: &str, providers: &[(usize, String)], wait_se
             let sp = escape(sp);
             format!(
                 "<li><span class=\"sp\">{sp}</span>\
-<iframe src=\"/saml/slo/frame?run={run}&amp;n={n}\" title=\"{sp}\" \
+<iframe src=\"/saml/slo/frame?run={run}&amp;n={n}\" data-n=\"{n}\" title=\"{sp}\" \
 sandbox=\"allow-forms allow-scripts allow-same-origin allow-top-navigation-by-user-activation\" width=\"100%\" height=\"80\"></iframe></li>\n"
             )
         })
         .collect();
     let body = format!(
         "<p id=\"slo-page\" role=\"status\" data-next=\"{next}\" data-wait=\"{wait_secs}\" \
-data-count=\"{count}\">{explain}</p>\n<script src=\"/saml/logout.js\"></script>\n\
+data-run=\"{run}\">{explain}</p>\n<script src=\"/saml/logout.js\"></script>\n\
 <ul class=\"slo\">\n{frames}</ul>\n\
 <noscript><meta http-equiv=\"refresh\" content=\"{wait_secs};url={next}\"></noscript>\n\
 <p><a id=\"slo-next\" href=\"{next}\">{cont}</a></p>\n",
-        count = providers.len(),
         explain = Text::SloExplain.get(lang),
         cont = Text::Continue.get(lang),
     );
@@ -296,7 +295,7 @@ pub fn saml_logout_step(lang: Lang, run: &str, n: usize, sp: &str, ok: bool) -> 
     format!(
         "<!DOCTYPE html>\n<html lang=\"{tag}\">\n<head>\n<meta charset=\"utf-8\">\n\
 <title>{title} · Kopa</title>\n<link rel=\"stylesheet\" href=\"/static/kopa.css\">\n</head>\n<body>\n\
-<p id=\"slo-step\" class=\"{class}\" role=\"status\" data-n=\"{n}\" \
+<p id=\"slo-step\" class=\"{class}\" role=\"status\" data-n=\"{n}\" data-run=\"{run}\" \
 data-next=\"/saml/slo/next?run={run}\">{mark} {text}: {sp}</p>\n\
 <p><a href=\"/saml/slo/next?run={run}\" target=\"_top\">{cont}</a></p>\n\
 <script src=\"/saml/logout.js\"></script>\n</body>\n</html>\n",
