@@ -86,6 +86,15 @@ impl Setup {
     }
 }
 
+/// Two fields of every audit record of `action`, in order.
+fn fields<'a>(records: &'a [Value], action: &str, names: [&str; 2]) -> Vec<[&'a str; 2]> {
+    records
+        .iter()
+        .filter(|r| r["event.action"] == action)
+        .map(|r| names.map(|n| r[n].as_str().unwrap_or_default()))
+        .collect()
+}
+
 fn rp_result(out: String) -> Value {
     serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("oidc_rp.py printed no JSON ({e}):\n{out}"))
@@ -188,19 +197,14 @@ async fn single_logout_is_partial_when_an_sp_stays_silent_or_a_back_channel_rp_f
         .collect();
     assert_eq!(silent.len(), 1, "{silent:#?}");
     assert_eq!(silent[0]["event.reason"], "no_answer", "{silent:#?}");
-    let back_channel: Vec<(&str, &str)> = records
-        .iter()
-        .filter(|r| r["event.action"] == "oidc-backchannel-logout")
-        .map(|r| {
-            (
-                r["kopa.client"].as_str().unwrap_or_default(),
-                r["event.outcome"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let back_channel = fields(
+        &records,
+        "oidc-backchannel-logout",
+        ["kopa.client", "event.outcome"],
+    );
     assert_eq!(
         back_channel,
-        [("rp-ok", "success"), ("rp-failing", "failure")],
+        [["rp-ok", "success"], ["rp-failing", "failure"]],
         "{back_channel:?}"
     );
 }
@@ -359,19 +363,14 @@ async fn in_a_real_browser_the_logout_page_goes_on_when_all_answered_or_after_th
     assert_eq!(out["partial_warning"], true, "{out:#}");
 
     let records = kopa_tests::audit_records(&setup.kopa.data_dir);
-    let hops: Vec<(&str, &str)> = records
-        .iter()
-        .filter(|r| r["event.action"] == "saml-logout-propagated")
-        .map(|r| {
-            (
-                r["event.outcome"].as_str().unwrap_or_default(),
-                r["event.reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let hops = fields(
+        &records,
+        "saml-logout-propagated",
+        ["event.outcome", "event.reason"],
+    );
     assert_eq!(hops.len(), 4, "{hops:?}");
     assert_eq!(
-        hops.iter().filter(|h| h.1 == "no_answer").count(),
+        hops.iter().filter(|h| h[1] == "no_answer").count(),
         1,
         "{hops:?}"
     );
