@@ -3,18 +3,24 @@
 //! case work ([`case`]: channels, states, who may move a case, time indicators), of the
 //! service catalogue ([`catalogue`]: owners, channels, deadlines, checked), of
 //! clients ([`person`]: personal codes, diacritic-insensitive search) and of reports
-//! ([`report`]: medians, 90th percentiles, deadline compliance, CSV); the store and the
-//! API build on them.
+//! ([`report`]: medians, 90th percentiles, deadline compliance, CSV). [`work`] keeps the
+//! catalogue and cases in the database and decides on every read and write who may see
+//! and move what; the HTTP API and the UI come next.
 
 pub mod case;
 pub mod catalogue;
 pub mod person;
 pub mod report;
+pub mod work;
 
-use kopa_store::Schema;
+use kopa_store::{Migration, Schema};
 
-/// The portal database; its tables come with the first migration that needs them.
+/// The portal database and its migrations.
 pub static SCHEMA: Schema = Schema {
     service: "portal",
-    migrations: &[],
+    migrations: &[Migration {
+        version: 1,
+        description: "service catalogue and cases",
+        apply: work::create_tables,
+    }],
 };
