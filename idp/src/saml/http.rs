@@ -132,11 +132,13 @@ fn answer_in(ctx: &Ctx, answer: Answer, framed: bool) -> warp::reply::Response {
                 pages::saml_logout(ctx.lang, &page.run, &page.providers, page.wait_secs),
                 cookies,
             ));
-            // The frames start at the IdP and are sent on to the providers' endpoints.
+            // The frames start at the IdP and are sent on to the providers' endpoints,
+            // whose logout may pass through other pages of theirs: any https origin, and
+            // the providers' own plain-http (loopback) ones. The frames are sandboxed.
             let csp = format!(
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                 frame-src 'self' {}; form-action 'self'; base-uri 'none'; object-src 'none'; \
-                 frame-ancestors 'none'",
+                 frame-src 'self' https: {}; form-action 'self'; base-uri 'none'; \
+                 object-src 'none'; frame-ancestors 'none'",
                 page.origins.join(" ")
             );
             with_csp(resp, &csp)

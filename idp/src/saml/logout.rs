@@ -86,7 +86,7 @@ pub struct LogoutPage {
     pub run: String,
     /// Index and entity ID of each provider that is told.
     pub providers: Vec<(usize, String)>,
-    /// Origins of their logout endpoints (the page may frame only these).
+    /// Origins of their logout endpoints (the page may frame these, and https ones).
     pub origins: Vec<String>,
     /// Seconds the page waits before it goes on without the missing answers.
     pub wait_secs: u64,
