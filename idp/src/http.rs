@@ -95,6 +95,18 @@ pub(crate) fn ctx() -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone 
         )
 }
 
+/// A public document browsers may keep for an hour (stylesheet, scripts, metadata).
+pub(crate) fn cacheable(body: String, content_type: &'static str) -> warp::reply::Response {
+    let mut r = Response::new(body.into());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
 pub(crate) fn html(status: u16, body: String, cookies: Vec<HeaderValue>) -> warp::reply::Response {
     let mut resp = Response::new(body.into());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -784,18 +796,9 @@ pub fn routes(
     };
     let csrf_header = || warp::header::optional::<String>("x-csrf-token");
 
-    let css = warp::path!("static" / "kopa.css").and(warp::get()).map(|| {
-        let mut r = Response::new(STYLESHEET.into());
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/css; charset=utf-8"),
-        );
-        r.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=3600"),
-        );
-        r
-    });
+    let css = warp::path!("static" / "kopa.css")
+        .and(warp::get())
+        .map(|| cacheable(STYLESHEET.into(), "text/css; charset=utf-8"));
     let login_get = warp::path!("login")
         .and(warp::get())
         .and(with())

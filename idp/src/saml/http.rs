@@ -4,13 +4,15 @@
 use super::admin;
 use super::request::{self, Incoming};
 use super::{Answer, Provider};
-use crate::http::{Ctx, ctx, current_session, html, no_store, origin, redirect, urlencode};
+use crate::http::{
+    Ctx, cacheable, ctx, current_session, html, no_store, origin, redirect, urlencode,
+};
 use crate::login::Login;
 use crate::ui::pages;
 use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
-use warp::http::{HeaderValue, Response, header};
+use warp::http::{HeaderValue, header};
 use warp::{Filter, Rejection};
 
 const BODY_LIMIT: u64 = 256 * 1024;
@@ -306,16 +308,7 @@ async fn initiate(
 
 /// A script of the IdP's own pages.
 fn script(body: &'static str) -> warp::reply::Response {
-    let mut r = Response::new(body.into());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    r
+    cacheable(body.into(), "text/javascript; charset=utf-8")
 }
 
 /// Every SAML route.
@@ -335,18 +328,7 @@ pub fn routes(
     let metadata = warp::path!("saml" / "metadata")
         .and(warp::get())
         .and(with_saml())
-        .map(|s: Arc<Provider>| {
-            let mut r = Response::new(s.metadata().into());
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/samlmetadata+xml"),
-            );
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            );
-            r
-        });
+        .map(|s: Arc<Provider>| cacheable(s.metadata(), "application/samlmetadata+xml"));
     let autopost = warp::path!("saml" / "autopost.js")
         .and(warp::get())
         .map(|| script(AUTOPOST_JS));

@@ -33,7 +33,7 @@ const MAX_RUNS: usize = 10_000;
 type Status = (&'static str, Option<&'static str>, Option<&'static str>);
 
 /// Where a logout ends once every service provider was told.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Finish {
     /// A `LogoutResponse` to the service provider that asked.
     Initiator {
@@ -57,9 +57,15 @@ struct Told {
     request_id: String,
     issued: i64,
     /// `None` while awaited; `Some("")` once it confirmed, else why it did not count.
+    /// A provider's own answer is audited as it arrives; the rest when the run finishes.
     answer: Option<&'static str>,
-    /// Whether the answer is in the audit log already.
-    recorded: bool,
+}
+
+impl Told {
+    /// Whether its outcome came from the provider itself (and is audited already).
+    fn answered_itself(&self) -> bool {
+        self.endpoint.is_some() && self.answer.is_some()
+    }
 }
 
 /// One logout in progress: the session's other providers are told all at once, each in
@@ -298,7 +304,6 @@ impl Provider {
                     endpoint,
                     request_id: response::new_id(),
                     issued,
-                    recorded: false,
                 }
             })
             .collect();
@@ -516,7 +521,6 @@ impl Provider {
                 && t.answer.is_none()
             {
                 t.answer = Some(failure.unwrap_or(""));
-                t.recorded = true;
             }
             // (When the run finished in between, its finish counted this provider as
             // silent; the audit log still gets the real answer.)
@@ -573,7 +577,7 @@ impl Provider {
         for t in &run.told {
             let answer = t.answer.unwrap_or("no_answer");
             partial |= !answer.is_empty();
-            if !t.recorded {
+            if !t.answered_itself() {
                 self.record_hop(&t.who.sp, origin, &run.session_id, answer)
                     .await;
             }
