@@ -35,9 +35,10 @@ clippy:
 ## fmt, clippy -D warnings and the tests.
 check: fmt clippy test
 
-## Regenerate generated documents (docs/config.md).
+## Regenerate generated documents (docs/config.md, docs/openapi.json).
 docs:
 	KOPA_BLESS=1 $(CARGO) test -q -p kopa-config reference_doc_is_current
+	KOPA_BLESS=1 $(CARGO) test -q -p kopa-portal-server openapi_document_is_current
 
 ## Measure and write BENCHMARKS.md.
 bench: deps-test build-release

@@ -220,7 +220,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
             login.notify_ended(tx);
             let saml = build_saml(&config, &services, &keys, &data_dir, addr, clock.clone()).await;
             match saml {
-                Ok(saml) => build_oidc(&config, &services, &keys, addr, clock)
+                Ok(saml) => build_oidc(&config, &services, &keys, addr, clock.clone())
                     .await
                     .map(|oidc| (login, oidc, saml, rx)),
                 Err(e) => Err(e),
@@ -242,6 +242,29 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         Arc::new(apps::InProcess(oidc.clone())),
         config.session.idle_timeout_secs,
     );
+    let portal_store = services.portal_store();
+    let case_work = match tokio::task::spawn_blocking({
+        let clock = clock.clone();
+        move || kopa_portal_server::work::CaseWork::new(portal_store, clock)
+    })
+    .await
+    {
+        Ok(Ok(work)) => work,
+        Ok(Err(e)) => {
+            control.stop().await;
+            return Err(StartError::Store(e));
+        }
+        Err(e) => {
+            control.stop().await;
+            return Err(StartError::Store(kopa_store::StoreError::Join(e)));
+        }
+    };
+    let portal_api = Arc::new(kopa_portal_server::http::Api {
+        work: case_work,
+        audit: services.audit.clone(),
+        sso: sso.clone(),
+        app: apps::APPS[0].clone(),
+    });
     let handle_services = services.clone();
     let mut probes = services.probes();
     probes.extend(directory_probes(login.directories()));
@@ -254,6 +277,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         .or(kopa_idp::saml::http::routes(saml, login.clone()))
         .unify()
         .or(kopa_idp::oidc::http::routes(oidc, login))
+        .unify()
+        .or(kopa_portal_server::http::routes(portal_api))
         .unify()
         .or(apps::routes(&sso))
         .unify()

@@ -24,6 +24,8 @@ pub static SCHEMAS: [&Schema; 5] = [
 
 /// Where `AUDIT_SCHEMA` sits in [`SCHEMAS`].
 const AUDIT_INDEX: usize = 1;
+/// Where the portal's schema sits in [`SCHEMAS`].
+const PORTAL_INDEX: usize = 3;
 
 /// The audit signing key under a data directory.
 pub fn audit_key_file(data_dir: &Path) -> PathBuf {
@@ -74,6 +76,11 @@ impl Services {
     /// The IdP's database.
     pub fn idp_store(&self) -> Store {
         self.stores[0].clone()
+    }
+
+    /// The portal's database.
+    pub fn portal_store(&self) -> Store {
+        self.stores[PORTAL_INDEX].clone()
     }
 
     /// One readiness probe per database.

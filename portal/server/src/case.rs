@@ -8,7 +8,7 @@ use kopa_core::Role;
 use serde::{Deserialize, Serialize};
 
 /// How the client's request reached the centre.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A visit to a customer service centre.
@@ -35,7 +35,7 @@ impl Channel {
 }
 
 /// Where a case stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// The request is recorded.
@@ -132,7 +132,7 @@ pub fn check_move(from: State, to: State, roles: &[Role]) -> Result<(), MoveErro
 }
 
 /// The moments that make a case's time indicators, in milliseconds since the epoch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stages {
     /// When the client began to apply (arrived, called, wrote); at most `registered`.
     pub request_started: Option<u64>,
@@ -145,7 +145,7 @@ pub struct Stages {
 }
 
 /// What the stages say about a case (durations in milliseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Indicators {
     /// From the start of the request to its registration.
     pub time_to_apply: Option<u64>,

@@ -5,14 +5,14 @@ use crate::case::Channel;
 use serde::{Deserialize, Serialize};
 
 /// A text in both languages of the UI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bilingual {
     pub lv: String,
     pub en: String,
 }
 
 /// One service of the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// The service's code (as in the national catalogue, e.g. `VPVKAC-101`).
@@ -49,7 +49,7 @@ fn invalid(field: &'static str, message: &'static str) -> Invalid {
     Invalid { field, message }
 }
 
-fn check_text(field: &'static str, t: &Bilingual) -> Result<(), Invalid> {
+pub(crate) fn check_text(field: &'static str, t: &Bilingual) -> Result<(), Invalid> {
     for s in [&t.lv, &t.en] {
         if s.trim().is_empty() {
             return Err(invalid(field, "must be given in Latvian and in English"));

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// Median and 90th percentile of one time indicator, in milliseconds, over the cases
 /// that have it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Spread {
     /// How many cases have this indicator.
     pub count: u64,
@@ -17,7 +17,7 @@ pub struct Spread {
 }
 
 /// One row of a report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Cases in the group.
     pub cases: u64,

@@ -1,22 +1,43 @@
-//! Case work over `portal.redb`: the catalogue, and cases registered, moved and read by
-//! staff. Who may see what is decided here, on every read and write, from the caller's
-//! [`Viewer`] — never by the UI: a specialist sees the cases of their centres, a service
-//! owner those of their institution's services, a platform administrator all. A case the
-//! caller may not see is refused exactly like one that does not exist.
+//! Case work over `portal.redb`: the organisation (institutions, centres, who works
+//! where), the catalogue, clients and cases registered, moved and read by staff. Who may
+//! see what is decided here, on every read and write, from the caller's [`Viewer`] —
+//! never by the UI: a specialist sees the cases of their centres, a service owner those
+//! of their institution's services, a platform administrator all. A record the caller
+//! may not see is refused exactly like one that does not exist.
+//!
+//! Every write is one durable redb transaction; lists, searches and reports read the
+//! in-memory [`Index`] that follows the database.
 
-use crate::case::{self, Channel, Stages, State};
-use crate::catalogue::{self, Service};
+use crate::case::{self, Channel, Indicators, Stages, State};
+use crate::catalogue::{self, Bilingual, Service};
+use crate::client::{ClientRecord, ClientView, NewClient};
+use crate::index::{Dimension, Filter, Index};
+use crate::org::{Assignment, Centre, Institution};
+use crate::report::Summary;
 use kopa_core::{Clock, Role};
 use kopa_store::{Store, StoreError, Table, WriteTxn};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Services by code.
 pub(crate) const SERVICES: Table<String, Service> = Table::new("services");
 /// Cases by number.
 pub(crate) const CASES: Table<u64, CaseRecord> = Table::new("cases");
-/// Counters (`"case"`: the last case number given).
+/// Counters (`"case"`, `"client"`: the last number given).
 pub(crate) const COUNTERS: Table<String, u64> = Table::new("counters");
+/// Each case's history, by (case, sequence).
+pub(crate) const HISTORY: Table<(u64, u64), HistoryEntry> = Table::new("history");
+/// Clients by number.
+pub(crate) const CLIENTS: Table<u64, ClientRecord> = Table::new("clients");
+/// Institutions by tenant id.
+pub(crate) const INSTITUTIONS: Table<String, Institution> = Table::new("institutions");
+/// Customer service centres by id.
+pub(crate) const CENTRES: Table<String, Centre> = Table::new("centres");
+/// Where staff work, by subject.
+pub(crate) const STAFF: Table<String, Assignment> = Table::new("staff");
+/// Saved list filters, by (subject, name).
+pub(crate) const FILTERS: Table<(String, String), SavedFilter> = Table::new("filters");
 
 /// Migration 1: the catalogue and cases.
 pub(crate) fn create_tables(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
@@ -25,8 +46,53 @@ pub(crate) fn create_tables(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
     txn.open_table(&COUNTERS)
 }
 
+/// A case as migration 1 stored it (history inside the record).
+const CASES_V1: Table<u64, serde_json::Value> = Table::new("cases");
+
+/// Migration 2: the organisation, clients, saved filters; each case's history moves to
+/// its own table.
+pub(crate) fn organisation_and_clients(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
+    txn.open_table(&INSTITUTIONS)?;
+    txn.open_table(&CENTRES)?;
+    txn.open_table(&STAFF)?;
+    txn.open_table(&CLIENTS)?;
+    txn.open_table(&HISTORY)?;
+    txn.open_table(&FILTERS)?;
+    for (id, mut old) in txn.iter(&CASES_V1)? {
+        let history = old
+            .as_object_mut()
+            .and_then(|o| o.remove("history"))
+            .and_then(|h| h.as_array().cloned())
+            .unwrap_or_default();
+        for (seq, h) in history.iter().enumerate() {
+            let to: State =
+                serde_json::from_value(h["to"].clone()).map_err(|e| StoreError::Corrupt {
+                    what: format!("case {id} history: {e}"),
+                })?;
+            let from: Option<State> = serde_json::from_value(h["from"].clone()).unwrap_or(None);
+            let event = match from {
+                None => Event::Registered,
+                Some(from) => Event::Moved {
+                    from,
+                    to,
+                    note: h["note"].as_str().map(str::to_owned),
+                },
+            };
+            let entry = HistoryEntry {
+                at: h["at"].as_u64().unwrap_or(0),
+                by: h["by"].as_str().unwrap_or("").to_owned(),
+                event,
+            };
+            txn.insert(&HISTORY, &(id, seq as u64), &entry)?;
+        }
+        txn.insert(&CASES_V1, &id, &old)?;
+    }
+    Ok(())
+}
+
 /// Who is asking: their roles, the customer service centres they work at and the
-/// institutions whose services they own (the API builds it from the SSO session).
+/// institutions whose services they own (built from the SSO session and the staff
+/// record by [`CaseWork::viewer`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Viewer {
     pub subject: String,
@@ -36,11 +102,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    fn has(&self, role: Role) -> bool {
+    pub(crate) fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
 
-    fn front_office(&self) -> bool {
+    pub(crate) fn front_office(&self) -> bool {
         self.has(Role::Specialist) || self.has(Role::Supervisor)
     }
 
@@ -51,21 +117,46 @@ impl Viewer {
             || (self.has(Role::ServiceOwner) && self.institutions.contains(&case.owner))
     }
 
-    /// Whether this caller may change the catalogue entry of `owner`'s service.
-    fn edits_catalogue_of(&self, owner: &str) -> bool {
+    /// Whether this caller administers `institution`'s records (catalogue, centres).
+    fn administers(&self, institution: &str) -> bool {
         self.has(Role::PlatformAdmin)
-            || (self.has(Role::TenantAdmin) && self.institutions.iter().any(|i| i == owner))
+            || (self.has(Role::TenantAdmin) && self.institutions.iter().any(|i| i == institution))
+    }
+
+    /// Whether this caller may see clients' whole personal codes (those who serve or
+    /// decide for them; not administrators).
+    pub fn may_unmask(&self) -> bool {
+        self.front_office() || self.has(Role::ServiceOwner)
     }
 }
 
+/// What happened to a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The case was registered.
+    Registered,
+    /// It moved between states, with an optional note.
+    Moved {
+        from: State,
+        to: State,
+        note: Option<String>,
+    },
+    /// A note was added.
+    Note { text: String },
+    /// It was given to someone (or to nobody).
+    Assigned { to: Option<String> },
+}
+
 /// One change in a case's life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
+    /// Milliseconds since the epoch.
     pub at: u64,
+    /// The subject who made the change.
     pub by: String,
-    pub from: Option<State>,
-    pub to: State,
-    pub note: Option<String>,
+    #[serde(flatten)]
+    pub event: Event,
 }
 
 /// A case as stored.
@@ -77,22 +168,84 @@ pub struct CaseRecord {
     pub owner: String,
     pub centre: String,
     pub channel: Channel,
+    #[serde(default)]
+    pub client: Option<u64>,
     pub assignee: Option<String>,
     pub state: State,
     pub stages: Stages,
+    /// The service's statutory deadline when the case was registered.
+    #[serde(default)]
+    pub deadline_days: Option<u32>,
+}
+
+/// A case as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaseView {
+    pub id: u64,
+    pub service: String,
+    pub service_name: Bilingual,
+    pub owner: String,
+    pub centre: String,
+    pub channel: Channel,
+    pub client: Option<ClientView>,
+    pub assignee: Option<String>,
+    pub state: State,
+    pub stages: Stages,
+    /// When the decision is due (milliseconds), if the service has a deadline.
+    pub due: Option<u64>,
+    pub indicators: Indicators,
+}
+
+/// A case with its history and the moves the caller may make now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaseDetail {
+    #[serde(flatten)]
+    pub case: CaseView,
     pub history: Vec<HistoryEntry>,
+    pub next_states: Vec<State>,
 }
 
 /// A request to register a case.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCase {
     pub service: String,
     pub centre: String,
     pub channel: Channel,
-    /// When the client began to apply, if before registration.
+    /// The client, registered before.
+    #[serde(default)]
+    pub client: Option<u64>,
+    /// When the client began to apply (milliseconds), if before registration.
     #[serde(default)]
     pub request_started: Option<u64>,
+}
+
+/// A named list filter (the query string of the case list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavedFilter {
+    pub name: String,
+    /// The list's query string, e.g. `view=queue&state=registered`.
+    pub query: String,
+}
+
+/// The caller as the portal knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Me {
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub centres: Vec<String>,
+    pub institutions: Vec<String>,
+    pub may_unmask: bool,
+}
+
+/// One row of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReportRow {
+    /// The group: institution, service code, channel, centre, subject or `YYYY-MM`.
+    pub key: String,
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 /// Why a request was refused.
@@ -104,82 +257,434 @@ pub enum WorkError {
     /// The request itself is wrong (the message says how).
     #[error("{0}")]
     Invalid(String),
+    /// A client with this code is already registered (its number).
+    #[error("a client with this code is already registered as number {0}")]
+    ClientExists(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Longest note on a move, in characters.
+/// Longest note, in characters.
 pub const NOTE_MAX: usize = 4000;
+/// Saved filters per person.
+pub const FILTERS_MAX: usize = 50;
+
+/// What a committed write changes in the index.
+enum Change {
+    Case(CaseRecord),
+    Client(ClientRecord),
+    Service(Service),
+}
 
 /// Case work on the portal database.
 #[derive(Debug, Clone)]
 pub struct CaseWork {
     store: Store,
     clock: Arc<dyn Clock>,
+    index: Arc<RwLock<Index>>,
+    /// Held across a commit and its index update, so the index follows commit order.
+    writer: Arc<Mutex<()>>,
+}
+
+fn bad(message: impl Into<String>) -> WorkError {
+    WorkError::Invalid(message.into())
+}
+
+fn check_note(text: &str) -> Result<(), WorkError> {
+    if text.chars().count() > NOTE_MAX {
+        return Err(bad(format!("note: at most {NOTE_MAX} characters")));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(bad("note: no control characters"));
+    }
+    Ok(())
+}
+
+/// Reads a whole table in chunks (a million cases need not sit decoded at once).
+fn load_chunked<V: serde::de::DeserializeOwned>(
+    store: &Store,
+    table: &Table<u64, V>,
+    mut each: impl FnMut(V),
+) -> Result<(), StoreError> {
+    let mut from = 0_u64;
+    loop {
+        let chunk = store.read_blocking(|txn| txn.range_from(table, &from, 20_000))?;
+        let Some((last, _)) = chunk.last() else {
+            return Ok(());
+        };
+        from = last + 1;
+        for (_, v) in chunk {
+            each(v);
+        }
+    }
 }
 
 impl CaseWork {
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    /// Opens case work on `store`, building the index from it (blocking: call at start).
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let mut index = Index::default();
+        for (_, s) in store.read_blocking(|txn| txn.iter(&SERVICES))? {
+            index.put_service(&s);
+        }
+        load_chunked(&store, &CLIENTS, |c| index.put_client(&c))?;
+        load_chunked(&store, &CASES, |c| index.put_case(&c))?;
+        Ok(Self {
+            store,
+            clock,
+            index: Arc::new(RwLock::new(index)),
+            writer: Arc::default(),
+        })
     }
 
-    /// Adds or replaces a catalogue entry (a tenant administrator of the owning
-    /// institution, or a platform administrator).
-    pub async fn put_service(&self, viewer: &Viewer, service: Service) -> Result<(), WorkError> {
-        service
-            .validate()
-            .map_err(|e: catalogue::Invalid| WorkError::Invalid(e.to_string()))?;
-        let viewer = viewer.clone();
-        self.store
-            .write(move |txn| {
-                let previous = txn.get(&SERVICES, &service.code)?;
-                // Neither the new owner nor, when it changes hands, the old one may be
-                // someone else's.
-                let allowed = viewer.edits_catalogue_of(&service.owner)
-                    && previous
-                        .as_ref()
-                        .is_none_or(|p| viewer.edits_catalogue_of(&p.owner));
-                if !allowed {
-                    return Ok(Err(WorkError::Refused));
+    fn now(&self) -> u64 {
+        self.clock.now_millis()
+    }
+
+    /// One durable transaction; what it changed goes into the index after the commit.
+    async fn commit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTxn) -> Result<Result<(T, Vec<Change>), WorkError>, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, WorkError> {
+        let (store, index, writer) = (self.store.clone(), self.index.clone(), self.writer.clone());
+        tokio::task::spawn_blocking(move || {
+            let _turn = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let (value, changes) = store.write_blocking(f)??;
+            let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+            for change in changes {
+                match change {
+                    Change::Case(c) => index.put_case(&c),
+                    Change::Client(c) => index.put_client(&c),
+                    Change::Service(s) => index.put_service(&s),
                 }
-                txn.insert(&SERVICES, &service.code.clone(), &service)?;
-                Ok(Ok(()))
-            })
-            .await?
+            }
+            Ok(value)
+        })
+        .await
+        .map_err(|e| WorkError::Store(StoreError::Join(e)))?
     }
 
-    /// The catalogue, in code order (every member of staff may read it).
-    pub async fn services(&self) -> Result<Vec<Service>, WorkError> {
+    /// Runs `f` over the index off the async threads (a scan of a million rows takes
+    /// milliseconds).
+    async fn with_index<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Index) -> T + Send + 'static,
+    ) -> Result<T, WorkError> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || f(&index.read().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .map_err(|e| WorkError::Store(StoreError::Join(e)))
+    }
+
+    /// The caller: roles from the IdP, their institution (tenant) and the centres the
+    /// staff record gives them.
+    pub async fn viewer(
+        &self,
+        subject: &str,
+        roles: Vec<Role>,
+        tenant: Option<String>,
+    ) -> Result<Viewer, WorkError> {
+        let key = subject.to_owned();
+        let centres = self
+            .store
+            .read(move |txn| txn.get(&STAFF, &key))
+            .await?
+            .map(|a| a.centres)
+            .unwrap_or_default();
+        Ok(Viewer {
+            subject: subject.to_owned(),
+            roles,
+            centres,
+            institutions: tenant.into_iter().collect(),
+        })
+    }
+
+    /// What the portal knows of the caller.
+    pub fn me(&self, v: &Viewer) -> Me {
+        Me {
+            subject: v.subject.clone(),
+            roles: v.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            centres: v.centres.clone(),
+            institutions: v.institutions.clone(),
+            may_unmask: v.may_unmask(),
+        }
+    }
+
+    // ---- organisation -------------------------------------------------------------
+
+    /// Every institution (all staff may read them).
+    pub async fn institutions(&self) -> Result<Vec<Institution>, WorkError> {
+        let all = self.store.read(|txn| txn.iter(&INSTITUTIONS)).await?;
+        Ok(all.into_iter().map(|(_, i)| i).collect())
+    }
+
+    /// Adds or renames an institution (platform administrators).
+    pub async fn put_institution(&self, v: &Viewer, i: Institution) -> Result<(), WorkError> {
+        if !v.has(Role::PlatformAdmin) {
+            return Err(WorkError::Refused);
+        }
+        i.validate().map_err(bad)?;
+        self.commit(move |txn| {
+            txn.insert(&INSTITUTIONS, &i.id.clone(), &i)?;
+            Ok(Ok(((), vec![])))
+        })
+        .await
+    }
+
+    /// Every centre (all staff may read them).
+    pub async fn centres(&self) -> Result<Vec<Centre>, WorkError> {
+        let all = self.store.read(|txn| txn.iter(&CENTRES)).await?;
+        Ok(all.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Adds or changes a centre (an administrator of the institution that runs it, before
+    /// and after the change).
+    pub async fn put_centre(&self, v: &Viewer, c: Centre) -> Result<(), WorkError> {
+        c.validate().map_err(bad)?;
+        let v = v.clone();
+        self.commit(move |txn| {
+            let previous = txn.get(&CENTRES, &c.id)?;
+            if !(v.administers(&c.institution)
+                && previous
+                    .as_ref()
+                    .is_none_or(|p| v.administers(&p.institution)))
+            {
+                return Ok(Err(WorkError::Refused));
+            }
+            for i in std::iter::once(&c.institution).chain(&c.serves) {
+                if !txn.contains(&INSTITUTIONS, i)? {
+                    return Ok(Err(bad(format!("no institution {i}"))));
+                }
+            }
+            txn.insert(&CENTRES, &c.id.clone(), &c)?;
+            Ok(Ok(((), vec![])))
+        })
+        .await
+    }
+
+    /// Staff records the caller administers: all for a platform administrator; those
+    /// working at a centre of their institution for a tenant administrator.
+    pub async fn assignments(&self, v: &Viewer) -> Result<Vec<Assignment>, WorkError> {
+        if !(v.has(Role::PlatformAdmin) || v.has(Role::TenantAdmin)) {
+            return Err(WorkError::Refused);
+        }
+        let v = v.clone();
         let list = self
             .store
-            .read(|txn| Ok(txn.iter(&SERVICES)?.into_iter().map(|(_, s)| s).collect()))
+            .read(move |txn| {
+                let centres = txn.iter(&CENTRES)?;
+                let mine: BTreeSet<String> = centres
+                    .into_iter()
+                    .filter(|(_, c)| v.administers(&c.institution))
+                    .map(|(id, _)| id)
+                    .collect();
+                Ok(txn
+                    .iter(&STAFF)?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .filter(|a| {
+                        v.has(Role::PlatformAdmin) || a.centres.iter().any(|c| mine.contains(c))
+                    })
+                    .collect())
+            })
             .await?;
         Ok(list)
     }
 
-    /// Registers a case at one of the caller's centres; durable before it returns.
-    pub async fn register(&self, viewer: &Viewer, new: NewCase) -> Result<CaseRecord, WorkError> {
-        if !(viewer.front_office() && viewer.centres.contains(&new.centre)) {
+    /// Sets the centres a person works at. A tenant administrator may add or remove only
+    /// centres their institution runs.
+    pub async fn put_assignment(&self, v: &Viewer, a: Assignment) -> Result<(), WorkError> {
+        a.validate().map_err(bad)?;
+        let v = v.clone();
+        self.commit(move |txn| {
+            let before: BTreeSet<String> = txn
+                .get(&STAFF, &a.subject)?
+                .map(|p| p.centres.into_iter().collect())
+                .unwrap_or_default();
+            let after: BTreeSet<String> = a.centres.iter().cloned().collect();
+            for c in &after {
+                if !txn.contains(&CENTRES, c)? {
+                    return Ok(Err(bad(format!("centres: no centre {c}"))));
+                }
+            }
+            for changed in before.symmetric_difference(&after) {
+                let runs = txn.get(&CENTRES, changed)?.map(|c| c.institution);
+                if !runs.is_some_and(|i| v.administers(&i)) {
+                    return Ok(Err(WorkError::Refused));
+                }
+            }
+            if after.is_empty() {
+                txn.remove(&STAFF, &a.subject)?;
+            } else {
+                let record = Assignment {
+                    subject: a.subject.clone(),
+                    centres: after.into_iter().collect(),
+                };
+                txn.insert(&STAFF, &a.subject, &record)?;
+            }
+            Ok(Ok(((), vec![])))
+        })
+        .await
+    }
+
+    // ---- catalogue ----------------------------------------------------------------
+
+    /// Adds or replaces a catalogue entry (a tenant administrator of the owning
+    /// institution, or a platform administrator).
+    pub async fn put_service(&self, v: &Viewer, service: Service) -> Result<(), WorkError> {
+        service
+            .validate()
+            .map_err(|e: catalogue::Invalid| bad(e.to_string()))?;
+        let v = v.clone();
+        self.commit(move |txn| {
+            let previous = txn.get(&SERVICES, &service.code)?;
+            // Neither the new owner nor, when it changes hands, the old one may be
+            // someone else's.
+            let allowed = v.administers(&service.owner)
+                && previous.as_ref().is_none_or(|p| v.administers(&p.owner));
+            if !allowed {
+                return Ok(Err(WorkError::Refused));
+            }
+            if !txn.contains(&INSTITUTIONS, &service.owner)? {
+                return Ok(Err(bad(format!("owner: no institution {}", service.owner))));
+            }
+            txn.insert(&SERVICES, &service.code.clone(), &service)?;
+            Ok(Ok(((), vec![Change::Service(service)])))
+        })
+        .await
+    }
+
+    /// The catalogue, in code order (every member of staff may read it).
+    pub async fn services(&self) -> Result<Vec<Service>, WorkError> {
+        let list = self.store.read(|txn| txn.iter(&SERVICES)).await?;
+        Ok(list.into_iter().map(|(_, s)| s).collect())
+    }
+
+    // ---- clients ------------------------------------------------------------------
+
+    /// Registers a client at one of the caller's centres.
+    pub async fn add_client(&self, v: &Viewer, new: NewClient) -> Result<ClientView, WorkError> {
+        if !(v.front_office() && v.centres.contains(&new.centre)) {
             return Err(WorkError::Refused);
         }
-        let now = self.clock.now_millis();
-        if new.request_started.is_some_and(|s| s > now) {
-            return Err(WorkError::Invalid(
-                "request_started: must not be in the future".into(),
-            ));
+        let code = new.normalised_code().map_err(bad)?;
+        let now = self.now();
+        let existing = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .client_by_code(&code);
+        if let Some(id) = existing {
+            return Err(WorkError::ClientExists(id));
         }
-        let by = viewer.subject.clone();
+        self.commit(move |txn| {
+            let id = txn.get(&COUNTERS, &"client".to_owned())?.unwrap_or(0) + 1;
+            txn.insert(&COUNTERS, &"client".to_owned(), &id)?;
+            let record = ClientRecord {
+                id,
+                kind: new.kind,
+                name: new.name.trim().to_owned(),
+                code,
+                centre: new.centre,
+                registered: now,
+            };
+            txn.insert(&CLIENTS, &id, &record)?;
+            Ok(Ok((record.view(), vec![Change::Client(record)])))
+        })
+        .await
+    }
+
+    async fn client_record(&self, v: &Viewer, id: u64) -> Result<ClientRecord, WorkError> {
+        let viewer = v.clone();
+        if !self
+            .with_index(move |ix| ix.sees_client(&viewer, id))
+            .await?
+        {
+            return Err(WorkError::Refused);
+        }
         self.store
-            .write(move |txn| {
+            .read(move |txn| txn.get(&CLIENTS, &id))
+            .await?
+            .ok_or(WorkError::Refused)
+    }
+
+    /// Client `id`, masked, if the caller may see it.
+    pub async fn client(&self, v: &Viewer, id: u64) -> Result<ClientView, WorkError> {
+        Ok(self.client_record(v, id).await?.view())
+    }
+
+    /// The whole code of client `id`, for a role that may see it. The caller must audit
+    /// the disclosure before showing it.
+    pub async fn unmask(&self, v: &Viewer, id: u64) -> Result<String, WorkError> {
+        if !v.may_unmask() {
+            return Err(WorkError::Refused);
+        }
+        Ok(self.client_record(v, id).await?.code)
+    }
+
+    /// Clients whose name has every word of `text` (diacritics ignored), or whose whole
+    /// code it is.
+    pub async fn search_clients(
+        &self,
+        v: &Viewer,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<ClientView>, WorkError> {
+        let (v, text) = (v.clone(), text.to_owned());
+        self.with_index(move |ix| {
+            ix.search_clients(&v, &text, limit)
+                .into_iter()
+                .filter_map(|id| ix.client_view(id))
+                .collect()
+        })
+        .await
+    }
+
+    // ---- cases --------------------------------------------------------------------
+
+    /// Registers a case at one of the caller's centres; durable before it returns.
+    pub async fn register(&self, v: &Viewer, new: NewCase) -> Result<CaseView, WorkError> {
+        if !(v.front_office() && v.centres.contains(&new.centre)) {
+            return Err(WorkError::Refused);
+        }
+        let now = self.now();
+        if new.request_started.is_some_and(|s| s > now) {
+            return Err(bad("request_started: must not be in the future"));
+        }
+        if let Some(client) = new.client {
+            let viewer = v.clone();
+            // A client the caller cannot see is as good as none.
+            let known = self
+                .with_index(move |ix| ix.sees_client(&viewer, client))
+                .await?;
+            if !known {
+                return Err(bad(format!("client: no client {client}")));
+            }
+        }
+        let by = v.subject.clone();
+        let record = self
+            .commit(move |txn| {
                 let Some(service) = txn.get(&SERVICES, &new.service)? else {
-                    return Ok(Err(WorkError::Invalid(format!(
+                    return Ok(Err(bad(format!(
                         "service: no service {} in the catalogue",
                         new.service
                     ))));
                 };
                 if !service.offers(new.channel) {
-                    return Ok(Err(WorkError::Invalid(
-                        "channel: the service is not offered through this channel".into(),
+                    return Ok(Err(bad(
+                        "channel: the service is not offered through this channel",
+                    )));
+                }
+                let serves = txn
+                    .get(&CENTRES, &new.centre)?
+                    .is_some_and(|c| c.serves.contains(&service.owner));
+                if !serves {
+                    return Ok(Err(bad(
+                        "service: this centre does not deliver the services of its owner",
                     )));
                 }
                 let id = txn.get(&COUNTERS, &"case".to_owned())?.unwrap_or(0) + 1;
@@ -190,6 +695,7 @@ impl CaseWork {
                     owner: service.owner,
                     centre: new.centre,
                     channel: new.channel,
+                    client: new.client,
                     assignee: Some(by.clone()),
                     state: State::Registered,
                     stages: Stages {
@@ -198,84 +704,254 @@ impl CaseWork {
                         decided: None,
                         delivered: None,
                     },
-                    history: vec![HistoryEntry {
-                        at: now,
-                        by,
-                        from: None,
-                        to: State::Registered,
-                        note: None,
-                    }],
+                    deadline_days: service.deadline_days,
                 };
                 txn.insert(&CASES, &id, &record)?;
-                Ok(Ok(record))
+                let entry = HistoryEntry {
+                    at: now,
+                    by,
+                    event: Event::Registered,
+                };
+                txn.insert(&HISTORY, &(id, 0), &entry)?;
+                Ok(Ok((record.clone(), vec![Change::Case(record)])))
             })
-            .await?
+            .await?;
+        self.view(record).await
     }
 
-    /// Case `id`, if the caller may see it.
-    pub async fn get(&self, viewer: &Viewer, id: u64) -> Result<CaseRecord, WorkError> {
-        let found = self.store.read(move |txn| txn.get(&CASES, &id)).await?;
-        found.filter(|c| viewer.sees(c)).ok_or(WorkError::Refused)
+    async fn view(&self, record: CaseRecord) -> Result<CaseView, WorkError> {
+        let now = self.now();
+        self.with_index(move |ix| ix.row_view(record.id, now))
+            .await?
+            .ok_or(WorkError::Refused)
+    }
+
+    /// Case `id` with its history, if the caller may see it.
+    pub async fn get(&self, v: &Viewer, id: u64) -> Result<CaseDetail, WorkError> {
+        let (found, history) = self
+            .store
+            .read(move |txn| Ok((txn.get(&CASES, &id)?, txn.scan_prefix(&HISTORY, &id)?)))
+            .await?;
+        let case = found.filter(|c| v.sees(c)).ok_or(WorkError::Refused)?;
+        let next_states = case
+            .state
+            .moves()
+            .iter()
+            .filter(|(_, roles)| roles.iter().any(|r| v.has(*r)))
+            .map(|(s, _)| *s)
+            .collect();
+        Ok(CaseDetail {
+            case: self.view(case).await?,
+            history: history.into_iter().map(|(_, h)| h).collect(),
+            next_states,
+        })
+    }
+
+    /// Changes case `id` by `change` (which gets the case and may refuse) and appends
+    /// `event` to its history.
+    async fn change_case(
+        &self,
+        v: &Viewer,
+        id: u64,
+        change: impl FnOnce(&mut CaseRecord, &WriteTxn) -> Result<Result<Event, WorkError>, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<CaseView, WorkError> {
+        let now = self.now();
+        let v = v.clone();
+        let record = self
+            .commit(move |txn| {
+                let Some(mut case) = txn.get(&CASES, &id)?.filter(|c| v.sees(c)) else {
+                    return Ok(Err(WorkError::Refused));
+                };
+                let event = match change(&mut case, txn)? {
+                    Ok(e) => e,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let seq = txn
+                    .scan_prefix(&HISTORY, &id)?
+                    .last()
+                    .map_or(0, |((_, s), _)| s + 1);
+                txn.insert(
+                    &HISTORY,
+                    &(id, seq),
+                    &HistoryEntry {
+                        at: now,
+                        by: v.subject.clone(),
+                        event,
+                    },
+                )?;
+                txn.insert(&CASES, &id, &case)?;
+                Ok(Ok((case.clone(), vec![Change::Case(case)])))
+            })
+            .await?;
+        self.view(record).await
     }
 
     /// Moves case `id` to `to`, with an optional note, if the caller may; the stage
     /// times follow (a decision or refusal ends execution, delivery ends the case).
     pub async fn move_case(
         &self,
-        viewer: &Viewer,
+        v: &Viewer,
         id: u64,
         to: State,
         note: Option<String>,
-    ) -> Result<CaseRecord, WorkError> {
-        if note.as_ref().is_some_and(|n| n.chars().count() > NOTE_MAX) {
-            return Err(WorkError::Invalid(format!(
-                "note: at most {NOTE_MAX} characters"
-            )));
+    ) -> Result<CaseView, WorkError> {
+        if let Some(n) = &note {
+            check_note(n)?;
         }
-        let now = self.clock.now_millis();
-        let viewer = viewer.clone();
-        self.store
-            .write(move |txn| {
-                let Some(mut case) = txn.get(&CASES, &id)?.filter(|c| viewer.sees(c)) else {
-                    return Ok(Err(WorkError::Refused));
-                };
-                if let Err(e) = case::check_move(case.state, to, &viewer.roles) {
-                    return Ok(Err(match e {
-                        case::MoveError::Forbidden { .. } => WorkError::Refused,
-                        other => WorkError::Invalid(other.to_string()),
-                    }));
+        let now = self.now();
+        let roles = v.roles.clone();
+        self.change_case(v, id, move |case, _| {
+            if let Err(e) = case::check_move(case.state, to, &roles) {
+                return Ok(Err(match e {
+                    case::MoveError::Forbidden { .. } => WorkError::Refused,
+                    other => bad(other.to_string()),
+                }));
+            }
+            match to {
+                State::Decided | State::Rejected | State::Withdrawn => {
+                    case.stages.decided.get_or_insert(now);
                 }
-                match to {
-                    State::Decided | State::Rejected | State::Withdrawn => {
-                        case.stages.decided.get_or_insert(now);
-                    }
-                    State::ResultDelivered => {
-                        case.stages.delivered = Some(now);
-                    }
-                    _ => {}
+                State::ResultDelivered => case.stages.delivered = Some(now),
+                _ => {}
+            }
+            let from = std::mem::replace(&mut case.state, to);
+            Ok(Ok(Event::Moved { from, to, note }))
+        })
+        .await
+    }
+
+    /// Adds a note to case `id` (anyone who may see it).
+    pub async fn add_note(&self, v: &Viewer, id: u64, text: String) -> Result<CaseView, WorkError> {
+        if text.trim().is_empty() {
+            return Err(bad("text: must not be empty"));
+        }
+        check_note(&text)?;
+        self.change_case(v, id, move |_, _| Ok(Ok(Event::Note { text })))
+            .await
+    }
+
+    /// Gives case `id` to someone working at its centre, or to nobody (front office of
+    /// the case's centre).
+    pub async fn assign(
+        &self,
+        v: &Viewer,
+        id: u64,
+        to: Option<String>,
+    ) -> Result<CaseView, WorkError> {
+        let front = v.front_office();
+        self.change_case(v, id, move |case, txn| {
+            if !front {
+                return Ok(Err(WorkError::Refused));
+            }
+            if let Some(who) = &to {
+                let works_there = txn
+                    .get(&STAFF, who)?
+                    .is_some_and(|a| a.centres.contains(&case.centre));
+                if !works_there {
+                    return Ok(Err(bad("assignee: does not work at the case's centre")));
                 }
-                case.history.push(HistoryEntry {
-                    at: now,
-                    by: viewer.subject.clone(),
-                    from: Some(case.state),
-                    to,
-                    note,
-                });
-                case.state = to;
-                txn.insert(&CASES, &id, &case)?;
-                Ok(Ok(case))
-            })
-            .await?
+            }
+            case.assignee.clone_from(&to);
+            Ok(Ok(Event::Assigned { to }))
+        })
+        .await
+    }
+
+    /// A page of cases for `filter`, newest first.
+    pub async fn list(&self, v: &Viewer, filter: Filter) -> Result<Vec<CaseView>, WorkError> {
+        let (v, now) = (v.clone(), self.now());
+        self.with_index(move |ix| {
+            ix.list(&v, &filter, now)
+                .into_iter()
+                .filter_map(|id| ix.row_view(id, now))
+                .collect()
+        })
+        .await
+    }
+
+    /// The report over cases registered in `[from, to)` that the caller may see.
+    pub async fn report(
+        &self,
+        v: &Viewer,
+        from: u64,
+        to: u64,
+        by: Dimension,
+    ) -> Result<Vec<ReportRow>, WorkError> {
+        if from >= to {
+            return Err(bad("from: must be before to"));
+        }
+        let (v, now) = (v.clone(), self.now());
+        self.with_index(move |ix| {
+            ix.report(&v, from, to, by, now)
+                .into_iter()
+                .map(|(key, summary)| ReportRow { key, summary })
+                .collect()
+        })
+        .await
+    }
+
+    // ---- saved filters ------------------------------------------------------------
+
+    /// The caller's saved filters.
+    pub async fn filters(&self, v: &Viewer) -> Result<Vec<SavedFilter>, WorkError> {
+        let me = v.subject.clone();
+        let list = self
+            .store
+            .read(move |txn| txn.scan_prefix(&FILTERS, &me))
+            .await?;
+        Ok(list.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// Saves (or replaces) one of the caller's filters.
+    pub async fn put_filter(&self, v: &Viewer, f: SavedFilter) -> Result<(), WorkError> {
+        let name_ok = !f.name.trim().is_empty()
+            && f.name.chars().count() <= 100
+            && !f.name.chars().any(char::is_control);
+        if !name_ok {
+            return Err(bad("name: 1-100 characters without control characters"));
+        }
+        if f.query.len() > 2000 || f.query.chars().any(char::is_control) {
+            return Err(bad(
+                "query: at most 2000 characters without control characters",
+            ));
+        }
+        let me = v.subject.clone();
+        self.commit(move |txn| {
+            let key = (me.clone(), f.name.clone());
+            if !txn.contains(&FILTERS, &key)?
+                && txn.scan_prefix(&FILTERS, &me)?.len() >= FILTERS_MAX
+            {
+                return Ok(Err(bad(format!("at most {FILTERS_MAX} saved filters"))));
+            }
+            txn.insert(&FILTERS, &key, &f)?;
+            Ok(Ok(((), vec![])))
+        })
+        .await
+    }
+
+    /// Deletes one of the caller's filters (no error when there is none).
+    pub async fn delete_filter(&self, v: &Viewer, name: &str) -> Result<(), WorkError> {
+        let key = (v.subject.clone(), name.to_owned());
+        self.commit(move |txn| {
+            txn.remove(&FILTERS, &key)?;
+            Ok(Ok(((), vec![])))
+        })
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::Bilingual;
+    use crate::client::ClientKind;
+    use crate::index::View;
+    use crate::org::InstitutionKind;
     use kopa_core::FixedClock;
 
     const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_800_000_000_000;
 
     fn viewer(subject: &str, roles: &[Role], centres: &[&str], institutions: &[&str]) -> Viewer {
         Viewer {
@@ -286,13 +962,17 @@ mod tests {
         }
     }
 
+    fn both(lv: &str, en: &str) -> Bilingual {
+        Bilingual {
+            lv: lv.into(),
+            en: en.into(),
+        }
+    }
+
     fn service(code: &str, owner: &str) -> Service {
         Service {
             code: code.into(),
-            name: Bilingual {
-                lv: "Pakalpojums".into(),
-                en: "Service".into(),
-            },
+            name: both("Dzīvesvietas deklarēšana", "Declaring a residence"),
             owner: owner.into(),
             channels: vec![Channel::InPerson, Channel::Email],
             deadline_days: Some(10),
@@ -303,18 +983,67 @@ mod tests {
 
     fn open(dir: &std::path::Path, clock: Arc<FixedClock>) -> CaseWork {
         let store = Store::open(dir, &crate::SCHEMA).unwrap();
-        CaseWork::new(store, clock)
+        CaseWork::new(store, clock).unwrap()
+    }
+
+    /// Two municipalities, each with a centre serving itself; Talsi's also serves the
+    /// state revenue service. Anna works in Talsi, Jānis in Ventspils.
+    async fn organisation(work: &CaseWork) {
+        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
+        for (id, kind) in [
+            ("talsi", InstitutionKind::Municipal),
+            ("ventspils", InstitutionKind::Municipal),
+            ("vid", InstitutionKind::State),
+        ] {
+            let i = Institution {
+                id: id.into(),
+                name: both(id, id),
+                kind,
+            };
+            work.put_institution(&admin, i).await.unwrap();
+        }
+        for (id, inst, serves) in [
+            ("talsi-kac", "talsi", vec!["talsi", "vid"]),
+            ("ventspils-kac", "ventspils", vec!["ventspils"]),
+        ] {
+            let c = Centre {
+                id: id.into(),
+                name: both(id, id),
+                institution: inst.into(),
+                serves: serves.into_iter().map(str::to_owned).collect(),
+            };
+            work.put_centre(&admin, c).await.unwrap();
+        }
+        for (who, centre) in [
+            ("anna", "talsi-kac"),
+            ("ilze", "talsi-kac"),
+            ("janis", "ventspils-kac"),
+        ] {
+            let a = Assignment {
+                subject: who.into(),
+                centres: vec![centre.into()],
+            };
+            work.put_assignment(&admin, a).await.unwrap();
+        }
     }
 
     #[tokio::test]
     async fn cases_are_seen_and_moved_only_by_those_they_concern() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(FixedClock::at(1_800_000_000_000));
+        let clock = Arc::new(FixedClock::at(T0));
         let work = open(dir.path(), clock.clone());
+        organisation(&work).await;
         let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
         let talsi_admin = viewer("ta", &[Role::TenantAdmin], &[], &["talsi"]);
-        let anna = viewer("anna", &[Role::Specialist], &["talsi-kac"], &[]);
-        let janis = viewer("janis", &[Role::Specialist], &["ventspils-kac"], &[]);
+        let anna = work
+            .viewer("anna", vec![Role::Specialist], None)
+            .await
+            .unwrap();
+        assert_eq!(anna.centres, ["talsi-kac"]);
+        let janis = work
+            .viewer("janis", vec![Role::Specialist], None)
+            .await
+            .unwrap();
         let owner = viewer("owner", &[Role::ServiceOwner], &[], &["talsi"]);
         let other_owner = viewer("vo", &[Role::ServiceOwner], &[], &["ventspils"]);
 
@@ -341,38 +1070,58 @@ mod tests {
                 .await,
             Err(WorkError::Invalid(_))
         ));
+        assert!(matches!(
+            work.put_service(&admin, service("X-1", "nowhere")).await,
+            Err(WorkError::Invalid(_))
+        ));
         assert_eq!(work.services().await.unwrap().len(), 2);
-
-        // Registration: at one's own centre, for a channel the service offers.
-        let new = |centre: &str, channel| NewCase {
-            service: "T-1".into(),
-            centre: centre.into(),
-            channel,
-            request_started: Some(1_800_000_000_000 - 600_000),
+        // Staff: a tenant administrator moves people only in and out of their centres.
+        let move_janis = Assignment {
+            subject: "janis".into(),
+            centres: vec!["talsi-kac".into()],
         };
         assert!(matches!(
-            work.register(&anna, new("ventspils-kac", Channel::InPerson))
+            work.put_assignment(&talsi_admin, move_janis).await,
+            Err(WorkError::Refused)
+        ));
+
+        // Registration: at one's own centre, for a channel the service offers, of a
+        // service whose owner the centre serves.
+        let new = |centre: &str, service: &str, channel| NewCase {
+            service: service.into(),
+            centre: centre.into(),
+            channel,
+            client: None,
+            request_started: Some(T0 - 600_000),
+        };
+        assert!(matches!(
+            work.register(&anna, new("ventspils-kac", "T-1", Channel::InPerson))
                 .await,
             Err(WorkError::Refused)
         ));
         assert!(matches!(
-            work.register(&anna, new("talsi-kac", Channel::EService))
+            work.register(&anna, new("talsi-kac", "T-1", Channel::EService))
+                .await,
+            Err(WorkError::Invalid(_))
+        ));
+        assert!(matches!(
+            work.register(&anna, new("talsi-kac", "V-1", Channel::InPerson))
                 .await,
             Err(WorkError::Invalid(_))
         ));
         let case = work
-            .register(&anna, new("talsi-kac", Channel::InPerson))
+            .register(&anna, new("talsi-kac", "T-1", Channel::InPerson))
             .await
             .unwrap();
         assert_eq!(
-            (case.id, case.state, case.owner.as_str()),
-            (1, State::Registered, "talsi")
+            (case.id, case.state, case.owner.as_str(), case.due),
+            (1, State::Registered, "talsi", Some(T0 + 10 * DAY))
         );
 
         // Seen by its centre, its owner institution and the platform; refused to others
         // exactly as a case that does not exist.
         for v in [&anna, &owner, &admin] {
-            assert_eq!(work.get(v, 1).await.unwrap(), case);
+            assert_eq!(work.get(v, 1).await.unwrap().case, case);
         }
         for v in [&janis, &other_owner, &talsi_admin] {
             assert!(matches!(work.get(v, 1).await, Err(WorkError::Refused)));
@@ -385,6 +1134,10 @@ mod tests {
             work.move_case(&janis, 1, State::InProgress, None).await,
             Err(WorkError::Refused)
         ));
+        assert_eq!(
+            work.get(&anna, 1).await.unwrap().next_states,
+            [State::InProgress, State::Rejected, State::Withdrawn]
+        );
 
         // Through its life; a wrong move is a clear error, a move by the wrong role a
         // refusal.
@@ -407,6 +1160,12 @@ mod tests {
         )
         .await
         .unwrap();
+        work.add_note(&owner, 1, "Saņemts".into()).await.unwrap();
+        assert!(matches!(
+            work.assign(&anna, 1, Some("janis".into())).await,
+            Err(WorkError::Invalid(_))
+        ));
+        work.assign(&anna, 1, Some("ilze".into())).await.unwrap();
         clock.advance(3 * DAY);
         work.move_case(&owner, 1, State::Decided, None)
             .await
@@ -416,33 +1175,353 @@ mod tests {
             .move_case(&anna, 1, State::ResultDelivered, None)
             .await
             .unwrap();
-        let states: Vec<State> = done.history.iter().map(|h| h.to).collect();
+        let detail = work.get(&anna, 1).await.unwrap();
+        let kinds: Vec<&Event> = detail.history.iter().map(|h| &h.event).collect();
+        assert_eq!(kinds.len(), 7);
+        assert_eq!(*kinds[0], Event::Registered);
         assert_eq!(
-            states,
-            [
-                State::Registered,
-                State::InProgress,
-                State::ForwardedToInstitution,
-                State::Decided,
-                State::ResultDelivered
-            ]
+            *kinds[2],
+            Event::Moved {
+                from: State::InProgress,
+                to: State::ForwardedToInstitution,
+                note: Some("uz Talsiem".into())
+            }
         );
-        assert_eq!(done.history[2].note.as_deref(), Some("uz Talsiem"));
-        assert_eq!(done.history[3].by, "owner");
-        let i = done.stages.indicators(Some(10), clock.now_millis());
+        assert_eq!(detail.history[3].by, "owner");
+        assert_eq!(
+            *kinds[4],
+            Event::Assigned {
+                to: Some("ilze".into())
+            }
+        );
+        assert!(detail.next_states.is_empty());
+        assert_eq!(done.assignee.as_deref(), Some("ilze"));
+        let i = done.indicators;
         assert_eq!(i.time_to_apply, Some(600_000));
         assert_eq!(i.execution_time, Some(3 * DAY));
         assert_eq!(i.time_to_deliver, Some(DAY));
         assert!(!i.deadline_breached);
 
-        // Durable: a reopened database has it all.
+        // Durable: a reopened database has it all, and so does its index.
         drop(work);
         let again = open(dir.path(), clock);
-        assert_eq!(again.get(&admin, 1).await.unwrap(), done);
+        assert_eq!(again.get(&admin, 1).await.unwrap(), detail);
         let next = again
-            .register(&anna, new("talsi-kac", Channel::Email))
+            .register(&anna, new("talsi-kac", "T-1", Channel::Email))
             .await
             .unwrap();
         assert_eq!(next.id, 2);
+        let listed = again
+            .list(
+                &anna,
+                Filter {
+                    limit: 10,
+                    ..Filter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), [2, 1]);
+    }
+
+    #[tokio::test]
+    async fn clients_are_found_without_diacritics_and_unmasked_only_by_those_who_serve_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FixedClock::at(T0));
+        let work = open(dir.path(), clock.clone());
+        organisation(&work).await;
+        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
+        work.put_service(&admin, service("T-1", "talsi"))
+            .await
+            .unwrap();
+        work.put_service(&admin, service("VID-7", "vid"))
+            .await
+            .unwrap();
+        let anna = work
+            .viewer("anna", vec![Role::Specialist], None)
+            .await
+            .unwrap();
+        let janis = work
+            .viewer("janis", vec![Role::Specialist], None)
+            .await
+            .unwrap();
+        let vid_owner = viewer("vo", &[Role::ServiceOwner], &[], &["vid"]);
+
+        let person = |name: &str, code: &str| NewClient {
+            kind: ClientKind::Natural,
+            name: name.into(),
+            code: code.into(),
+            centre: "talsi-kac".into(),
+        };
+        let berzins = work
+            .add_client(&anna, person("Jānis Bērziņš", "321234-56789"))
+            .await
+            .unwrap();
+        assert_eq!(berzins.code, "******-***89");
+        assert!(matches!(
+            work.add_client(&anna, person("J. Bērziņš", "32123456789"))
+                .await,
+            Err(WorkError::ClientExists(1))
+        ));
+        assert!(matches!(
+            work.add_client(&janis, person("Cits", "320000-00001"))
+                .await,
+            Err(WorkError::Refused)
+        ));
+        work.add_client(&anna, person("Anna Kalniņa", "320000-00002"))
+            .await
+            .unwrap();
+
+        // Diacritics ignored both ways, prefixes, every word must match.
+        for q in ["berzins", "BĒRZ", "janis berz", "Bērziņš Jānis"] {
+            let found = work.search_clients(&anna, q, 10).await.unwrap();
+            assert_eq!(found.len(), 1, "{q}");
+            assert_eq!(found[0].name, "Jānis Bērziņš");
+        }
+        assert!(
+            work.search_clients(&anna, "berzins anna", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Another centre does not find the client by name, only by the whole code the
+        // client shows them.
+        assert!(
+            work.search_clients(&janis, "berzins", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let by_code = work
+            .search_clients(&janis, "321234-56789", 10)
+            .await
+            .unwrap();
+        assert_eq!(by_code.len(), 1);
+        assert!(matches!(
+            work.client(&janis, 1).await,
+            Err(WorkError::Refused)
+        ));
+
+        // A case for the client; the owner institution then sees the client too.
+        let case = work
+            .register(
+                &anna,
+                NewCase {
+                    service: "VID-7".into(),
+                    centre: "talsi-kac".into(),
+                    channel: Channel::Email,
+                    client: Some(1),
+                    request_started: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            case.client.as_ref().map(|c| c.code.as_str()),
+            Some("******-***89")
+        );
+        assert_eq!(
+            work.client(&vid_owner, 1).await.unwrap().name,
+            "Jānis Bērziņš"
+        );
+        assert_eq!(work.unmask(&vid_owner, 1).await.unwrap(), "321234-56789");
+        assert_eq!(work.unmask(&anna, 1).await.unwrap(), "321234-56789");
+        // An administrator sees the client but never the whole code.
+        assert!(work.client(&admin, 1).await.is_ok());
+        assert!(matches!(
+            work.unmask(&admin, 1).await,
+            Err(WorkError::Refused)
+        ));
+        assert!(matches!(
+            work.unmask(&janis, 1).await,
+            Err(WorkError::Refused)
+        ));
+
+        // Case search: by the client's name without diacritics, by service words, by
+        // number; scoped by the caller.
+        let text = |q: &str| Filter {
+            text: Some(q.into()),
+            limit: 10,
+            ..Filter::default()
+        };
+        for q in ["berzins", "deklaresana", "vid-7", "1", "321234-56789"] {
+            let found = work.list(&anna, text(q)).await.unwrap();
+            assert_eq!(found.len(), 1, "{q}");
+        }
+        assert!(work.list(&janis, text("berzins")).await.unwrap().is_empty());
+        assert!(work.list(&anna, text("kalnina")).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn views_and_reports_follow_the_caller_and_the_deadlines() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FixedClock::at(T0));
+        let work = open(dir.path(), clock.clone());
+        organisation(&work).await;
+        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
+        work.put_service(&admin, service("T-1", "talsi"))
+            .await
+            .unwrap();
+        work.put_service(&admin, service("VID-7", "vid"))
+            .await
+            .unwrap();
+        let anna = work
+            .viewer("anna", vec![Role::Specialist], None)
+            .await
+            .unwrap();
+        let ilze = work
+            .viewer("ilze", vec![Role::Supervisor], None)
+            .await
+            .unwrap();
+        let vid_owner = viewer("vo", &[Role::ServiceOwner], &[], &["vid"]);
+        let reg = |service: &str| NewCase {
+            service: service.into(),
+            centre: "talsi-kac".into(),
+            channel: Channel::InPerson,
+            client: None,
+            request_started: None,
+        };
+        work.register(&anna, reg("T-1")).await.unwrap();
+        work.register(&ilze, reg("VID-7")).await.unwrap();
+        clock.advance(9 * DAY);
+        work.register(&anna, reg("VID-7")).await.unwrap();
+        work.move_case(&anna, 3, State::InProgress, None)
+            .await
+            .unwrap();
+        work.move_case(&anna, 3, State::Decided, None)
+            .await
+            .unwrap();
+
+        let ids = |list: Vec<CaseView>| list.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        let view = |view| Filter {
+            view,
+            limit: 50,
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(work.list(&anna, view(View::Mine)).await.unwrap()),
+            [3, 1]
+        );
+        // A decided case waits for delivery: still in the queue.
+        assert_eq!(
+            ids(work.list(&ilze, view(View::Queue)).await.unwrap()),
+            [3, 2, 1]
+        );
+        // Cases 1 and 2 are due in a day; 3 is decided.
+        assert_eq!(
+            ids(work
+                .list(&anna, view(View::Deadline { days: 3 }))
+                .await
+                .unwrap()),
+            [2, 1]
+        );
+        assert!(
+            work.list(&anna, view(View::Deadline { days: 0 }))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            ids(work.list(&vid_owner, view(View::All)).await.unwrap()),
+            [3, 2]
+        );
+        let page = Filter {
+            limit: 2,
+            ..Filter::default()
+        };
+        assert_eq!(ids(work.list(&anna, page).await.unwrap()), [3, 2]);
+        let rest = Filter {
+            limit: 2,
+            before: Some(2),
+            ..Filter::default()
+        };
+        assert_eq!(ids(work.list(&anna, rest).await.unwrap()), [1]);
+        let states = Filter {
+            states: vec![State::Decided],
+            limit: 9,
+            ..Filter::default()
+        };
+        assert_eq!(ids(work.list(&anna, states).await.unwrap()), [3]);
+
+        clock.advance(2 * DAY);
+        let year = (T0 - 100 * DAY, T0 + 100 * DAY);
+        let by_service = work
+            .report(&anna, year.0, year.1, Dimension::Service)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = by_service.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["T-1", "VID-7"]);
+        // Case 1 and 2 are now past their 10 days; 3 was decided in time.
+        assert_eq!(by_service[1].summary.cases, 2);
+        assert_eq!(by_service[1].summary.deadline_breached, 1);
+        assert_eq!(by_service[1].summary.execution_time.median, Some(0));
+        let by_owner = work
+            .report(&vid_owner, year.0, year.1, Dimension::Institution)
+            .await
+            .unwrap();
+        assert_eq!(
+            by_owner.len(),
+            1,
+            "a service owner sees only their services"
+        );
+        let workload = work
+            .report(&admin, year.0, year.1, Dimension::Specialist)
+            .await
+            .unwrap();
+        let per: Vec<(&str, u64)> = workload
+            .iter()
+            .map(|r| (r.key.as_str(), r.summary.cases))
+            .collect();
+        assert_eq!(per, [("anna", 2), ("ilze", 1)]);
+        let months = work
+            .report(&admin, year.0, year.1, Dimension::Month)
+            .await
+            .unwrap();
+        assert_eq!(months.iter().map(|r| r.summary.cases).sum::<u64>(), 3);
+        assert!(matches!(
+            work.report(&admin, year.1, year.0, Dimension::Month).await,
+            Err(WorkError::Invalid(_))
+        ));
+    }
+
+    static V1: kopa_store::Schema = kopa_store::Schema {
+        service: "portal",
+        migrations: &[kopa_store::Migration {
+            version: 1,
+            description: "service catalogue and cases",
+            apply: create_tables,
+        }],
+    };
+
+    #[tokio::test]
+    async fn migration_2_moves_each_case_history_to_its_own_table() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let v1 = Store::open(dir.path(), &V1).unwrap();
+            let old = serde_json::json!({
+                "id": 1, "service": "T-1", "owner": "talsi", "centre": "talsi-kac",
+                "channel": "in_person", "assignee": "anna", "state": "in_progress",
+                "stages": {"request_started": null, "registered": 5, "decided": null, "delivered": null},
+                "history": [
+                    {"at": 5, "by": "anna", "from": null, "to": "registered", "note": null},
+                    {"at": 6, "by": "anna", "from": "registered", "to": "in_progress", "note": "sāku"}
+                ]
+            });
+            v1.write_blocking(|txn| txn.insert(&CASES_V1, &1, &old))
+                .unwrap();
+        }
+        let work = open(dir.path(), Arc::new(FixedClock::at(T0)));
+        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
+        let detail = work.get(&admin, 1).await.unwrap();
+        assert_eq!(detail.case.state, State::InProgress);
+        assert_eq!(detail.history.len(), 2);
+        assert_eq!(
+            detail.history[1].event,
+            Event::Moved {
+                from: State::Registered,
+                to: State::InProgress,
+                note: Some("sāku".into())
+            }
+        );
     }
 }

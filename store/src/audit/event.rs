@@ -21,6 +21,9 @@ pub enum Category {
     Session,
     /// The appliance's own operations: backups, retention, audit exports.
     Process,
+    /// Access to personal data held in a service's records (e.g. a client's whole
+    /// personal code disclosed in the portal).
+    Database,
 }
 
 impl Category {
@@ -32,6 +35,7 @@ impl Category {
             Category::Configuration => "configuration",
             Category::Session => "session",
             Category::Process => "process",
+            Category::Database => "database",
         }
     }
 }
