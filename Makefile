@@ -18,8 +18,10 @@ build-release: deps-run
 build-debug:
 	$(CARGO) build -p kopa
 
-## Start Kopa with the embedded default configuration (data in ./data, https://127.0.0.1:8443).
+## Start Kopa with the embedded default configuration (data in ./data, https://127.0.0.1:8443),
+## with the portal's demo data on the first start.
 run: build-release
+	$(TARGET_DIR)/release/kopa demo seed --if-empty $(SEED_ARGS)
 	$(TARGET_DIR)/release/kopa serve $(ARGS)
 
 ## Install what the tests need and run the whole suite.

@@ -39,6 +39,11 @@ impl FixedClock {
         Self(AtomicU64::new(millis))
     }
 
+    /// Sets the clock to `millis` (backwards too).
+    pub fn set(&self, millis: UnixMillis) {
+        self.0.store(millis, Ordering::SeqCst);
+    }
+
     /// Moves the clock forward by `millis`.
     pub fn advance(&self, millis: u64) {
         self.0.fetch_add(millis, Ordering::SeqCst);

@@ -84,6 +84,22 @@ enum Command {
     /// The IdP's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Demo data for a newcomer.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Fills the portal with a small demo (institutions, centres, catalogue, three local
+    /// staff accounts, clients, cases) and prints the accounts' passwords once.
+    Seed {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Succeed quietly when the demo is already there.
+        #[arg(long)]
+        if_empty: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +298,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(p) => config_problems(&p),
             }
         }
+        Command::Demo(DemoCommand::Seed { config, if_empty }) => match load_config(&config, None) {
+            Ok((config, _)) => demo_seed(&config, if_empty).await,
+            Err(p) => config_problems(&p),
+        },
         Command::Audit(AuditCommand::Verify { config }) => match load_config(&config, None) {
             Ok((config, _)) => audit_verify(&config).await,
             Err(p) => config_problems(&p),
@@ -481,6 +501,40 @@ fn result<T: serde::de::DeserializeOwned>(reply: Reply) -> Result<T, String> {
         return Err(reply.error.unwrap_or_else(|| "Failed".into()));
     }
     serde_json::from_value(reply.result).map_err(|e| format!("Unexpected reply: {e}"))
+}
+
+async fn demo_seed(config: &Config, if_empty: bool) -> ExitCode {
+    // A fresh appliance has no data yet: the demo creates it (as `serve` would).
+    if let Err(e) = std::fs::create_dir_all(&config.server.data_dir) {
+        return fail(format!("Cannot create {}: {e}", config.server.data_dir.display()));
+    }
+    if !kopa_store::db_file(&config.server.data_dir, "idp").exists() {
+        let dir = config.server.data_dir.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || Services::open(&dir, Arc::new(SystemClock))).await;
+        match opened {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return fail(with_causes(&e)),
+            Err(e) => return fail(e),
+        }
+    }
+    let reply = dispatch(config, Request::DemoSeed).await;
+    let report: kopa::demo::SeedReport = match reply.and_then(result) {
+        Ok(r) => r,
+        Err(e) if if_empty && e.contains("already there") => {
+            println!("Demo data already there.");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(e),
+    };
+    println!(
+        "Demo: {} institutions, {} centres, {} services, {} clients, {} cases.",
+        report.institutions, report.centres, report.services, report.clients, report.cases
+    );
+    for (user, password) in &report.accounts {
+        println!("Demo account {user} (Kopa local accounts): {password}");
+    }
+    ExitCode::SUCCESS
 }
 
 async fn audit_verify(config: &Config) -> ExitCode {

@@ -61,6 +61,9 @@ pub enum Request {
     ReloadTls,
     /// Checks the whole audit chain; the reply is a `VerifyReport`.
     AuditVerify,
+    /// Fills an empty portal with demo data; the reply is a `SeedReport` (with the demo
+    /// accounts' generated passwords, once).
+    DemoSeed,
     /// One page of an audit export of `[since_ms, until_ms)`; the reply carries `data`,
     /// `records` and `next_after_seq` (send it back as `after_seq` until it is null).
     AuditExport {
@@ -226,6 +229,21 @@ pub async fn execute(services: &Services, tls: Option<&ReloadableCert>, req: Req
                     .reason("rejected");
                     audited(services, event, "Account not created", idp_reply(&e)).await
                 }
+            }
+        }
+        Request::DemoSeed => {
+            let now = kopa_core::Clock::now_millis(&kopa_core::SystemClock);
+            match crate::demo::seed(services, now).await {
+                Ok(report) => {
+                    let event = admin_event(Category::Configuration, "demo-seed", Outcome::Success)
+                        .detail("cases", report.cases.to_string())
+                        .detail(
+                            "accounts",
+                            report.accounts.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>().join(","),
+                        );
+                    audited(services, event, "Demo data seeded", Reply::ok(json!(report))).await
+                }
+                Err(e) => Reply::err(e),
             }
         }
         Request::ListLocalAccounts => match services.accounts.list().await {

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod control;
+pub mod demo;
 pub mod services;
 mod tls_files;
 
@@ -242,25 +243,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         Arc::new(apps::InProcess(oidc.clone())),
         config.session.idle_timeout_secs,
     );
-    let portal_store = services.portal_store();
-    let case_work = match tokio::task::spawn_blocking({
-        let clock = clock.clone();
-        move || kopa_portal_server::work::CaseWork::new(portal_store, clock)
-    })
-    .await
-    {
-        Ok(Ok(work)) => work,
-        Ok(Err(e)) => {
-            control.stop().await;
-            return Err(StartError::Store(e));
-        }
-        Err(e) => {
-            control.stop().await;
-            return Err(StartError::Store(kopa_store::StoreError::Join(e)));
-        }
-    };
     let portal_api = Arc::new(kopa_portal_server::http::Api {
-        work: case_work,
+        work: services.portal.clone(),
         audit: services.audit.clone(),
         sso: sso.clone(),
         app: apps::APPS[0].clone(),

@@ -6,6 +6,7 @@ use futures_util::future::BoxFuture;
 use kopa_config::AuditConfig;
 use kopa_core::Clock;
 use kopa_idp::LocalAccounts;
+use kopa_portal_server::work::CaseWork;
 use kopa_store::audit::{AuditError, AuditLog, AuditOptions, AuditSigner};
 use kopa_store::{Schema, Store, StoreError};
 use kopa_web::ReadinessProbe;
@@ -44,6 +45,8 @@ pub struct Services {
     pub audit: AuditLog,
     /// Where the databases (and `keys/`) live.
     pub data_dir: PathBuf,
+    /// The portal's case work (over the portal database, with its in-memory index).
+    pub portal: CaseWork,
 }
 
 impl Services {
@@ -65,7 +68,10 @@ impl Services {
             .collect::<Result<Vec<_>, _>>()?;
         let idp = stores[0].clone();
         let audit = open_audit(data_dir, stores[AUDIT_INDEX].clone(), clock.clone(), audit)?;
+        // Reads every case into the index: about a second per million.
+        let portal = CaseWork::new(stores[PORTAL_INDEX].clone(), clock.clone())?;
         Ok(Self {
+            portal,
             accounts: LocalAccounts::new(idp, clock),
             stores,
             audit,
@@ -76,11 +82,6 @@ impl Services {
     /// The IdP's database.
     pub fn idp_store(&self) -> Store {
         self.stores[0].clone()
-    }
-
-    /// The portal's database.
-    pub fn portal_store(&self) -> Store {
-        self.stores[PORTAL_INDEX].clone()
     }
 
     /// One readiness probe per database.

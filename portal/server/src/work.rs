@@ -339,6 +339,15 @@ impl CaseWork {
         })
     }
 
+    /// The same case work read through another clock (demo data, imports of past
+    /// events); it shares the database, the index and the writers' lock.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            ..self.clone()
+        }
+    }
+
     fn now(&self) -> u64 {
         self.clock.now_millis()
     }
