@@ -13,6 +13,7 @@ mod layer;
 mod load;
 mod mfa;
 mod oidc;
+mod portal;
 mod problems;
 mod reference;
 mod saml;
@@ -32,6 +33,7 @@ pub use oidc::{
     ClientAuthMethod, GRANT_TYPES, OidcClientConfig, OidcConfig, SCOPES, SigningAlg,
     check_client_id, check_client_uri,
 };
+pub use portal::PortalConfig;
 pub use problems::{Origin, Problem, Problems};
 pub use reference::reference_markdown;
 pub use saml::{

@@ -51,6 +51,8 @@ pub struct Config {
     pub mfa: crate::MfaConfig,
     /// The tamper-evident audit log.
     pub audit: crate::AuditConfig,
+    /// The VPVKAC portal.
+    pub portal: crate::PortalConfig,
     /// The OpenID Connect provider.
     pub oidc: crate::OidcConfig,
     /// Relying parties of the OpenID Connect provider, besides Kopa's own apps (which
@@ -176,6 +178,7 @@ impl Default for Config {
             login: crate::LoginConfig::default(),
             mfa: crate::MfaConfig::default(),
             audit: crate::AuditConfig::default(),
+            portal: crate::PortalConfig::default(),
             oidc: crate::OidcConfig::default(),
             oidc_clients: Vec::new(),
             saml: crate::SamlConfig::default(),

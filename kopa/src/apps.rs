@@ -106,9 +106,130 @@ fn shell(app: &App, user: &AppUser) -> warp::reply::Response {
     resp
 }
 
+/// The portal's single-page app, read once at start.
+#[derive(Debug, Clone)]
+pub struct PortalUi {
+    files: Arc<Vec<(&'static str, &'static str, Vec<u8>)>>,
+}
+
+/// The files of the built app and their media types.
+const UI_FILES: [(&str, &str); 4] = [
+    ("kopa_portal_ui.js", "text/javascript; charset=utf-8"),
+    ("kopa_portal_ui_bg.wasm", "application/wasm"),
+    ("start.js", "text/javascript; charset=utf-8"),
+    ("portal.css", "text/css; charset=utf-8"),
+];
+
+/// The portal page's policy: as strict as the rest, plus compiling WebAssembly.
+const PORTAL_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'";
+
+impl PortalUi {
+    /// Reads the app from `dir` (`[portal] ui_dir`), or from `ui` beside the directory of
+    /// the running executable. Missing files leave the portal with a notice instead.
+    pub fn load(dir: Option<&std::path::Path>) -> Self {
+        let dir = dir.map(std::path::Path::to_path_buf).or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent()?.parent().map(|p| p.join("ui")))
+        });
+        let mut files = Vec::new();
+        if let Some(dir) = &dir {
+            for (name, media) in UI_FILES {
+                match std::fs::read(dir.join(name)) {
+                    Ok(bytes) => files.push((name, media, bytes)),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), file = name, error = %e,
+                            "portal UI not found; run scripts/build-ui.sh (the API still works)");
+                        files.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        Self {
+            files: Arc::new(files),
+        }
+    }
+
+    fn built(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    fn file(&self, name: &str) -> Option<warp::reply::Response> {
+        let (_, media, bytes) = self.files.iter().find(|(n, _, _)| *n == name)?;
+        let mut resp = Response::new(bytes.clone().into());
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+        // Revalidated on every load, so a new build is picked up at once.
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Some(resp)
+    }
+
+    /// The page every portal address serves: the app mounts into `#app`.
+    fn page(&self, app: &App, user: &AppUser) -> warp::reply::Response {
+        if !self.built() {
+            return shell(app, user);
+        }
+        let body = format!(
+            "<!DOCTYPE html>\n<html lang=\"lv\">\n<head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Portāls · Kopa</title><link rel=\"stylesheet\" href=\"/ui/portal.css\">\
+<script type=\"module\" src=\"/ui/start.js\"></script></head>\n\
+<body data-app=\"{app}\"><div id=\"app\"></div>\n\
+<noscript><main><h1>Portāls</h1><p>Portālam vajag JavaScript. / The portal needs JavaScript.</p>\
+<p>{name}</p></main></noscript>\n</body>\n</html>\n",
+            app = app.name,
+            name = escape(&user.name),
+        );
+        let mut resp = Response::new(body.into());
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PORTAL_CSP),
+        );
+        resp
+    }
+}
+
+/// The paths of the portal's pages (the app routes among them itself).
+fn portal_paths() -> warp::filters::BoxedFilter<()> {
+    let end = warp::path::end().boxed();
+    let one = |name: &'static str| warp::path(name).and(warp::path::end()).boxed();
+    let case = warp::path("cases")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and_then(|p: String| async move {
+            if p == "new" || p.parse::<u64>().is_ok() {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .boxed();
+    end.or(one("cases"))
+        .unify()
+        .or(case)
+        .unify()
+        .or(one("clients"))
+        .unify()
+        .or(one("reports"))
+        .unify()
+        .or(one("admin"))
+        .unify()
+        .boxed()
+}
+
 /// The apps' pages and their sign-in callbacks.
 pub fn routes(
     sso: &Arc<Sso>,
+    ui: PortalUi,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone + use<> {
     let page = |app: App, path: warp::filters::BoxedFilter<()>| {
         let a = app.clone();
@@ -120,7 +241,24 @@ pub fn routes(
         )
     };
     let [portal, monitor, vms] = APPS;
-    let portal_page = page(portal.clone(), warp::path::end().boxed());
+    let (app, pages) = (portal.clone(), ui.clone());
+    let portal_page = portal_paths()
+        .and(warp::get())
+        .and(sso.require(portal.clone()))
+        .map(
+            move |user: Result<AppUser, warp::reply::Response>| match user {
+                Ok(user) => pages.page(&app, &user),
+                Err(challenge) => challenge,
+            },
+        );
+    let assets = warp::path("ui")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(move |name: String| {
+            let found = ui.file(&name);
+            async move { found.ok_or_else(warp::reject::not_found) }
+        });
     let monitor_page = page(
         monitor.clone(),
         warp::path("monitor").and(warp::path::end()).boxed(),
@@ -130,6 +268,8 @@ pub fn routes(
         warp::path("vms").and(warp::path::end()).boxed(),
     );
     portal_page
+        .or(assets)
+        .unify()
         .or(monitor_page)
         .unify()
         .or(vms_page)

@@ -506,7 +506,10 @@ fn result<T: serde::de::DeserializeOwned>(reply: Reply) -> Result<T, String> {
 async fn demo_seed(config: &Config, if_empty: bool) -> ExitCode {
     // A fresh appliance has no data yet: the demo creates it (as `serve` would).
     if let Err(e) = std::fs::create_dir_all(&config.server.data_dir) {
-        return fail(format!("Cannot create {}: {e}", config.server.data_dir.display()));
+        return fail(format!(
+            "Cannot create {}: {e}",
+            config.server.data_dir.display()
+        ));
     }
     if !kopa_store::db_file(&config.server.data_dir, "idp").exists() {
         let dir = config.server.data_dir.clone();

@@ -239,9 +239,20 @@ pub async fn execute(services: &Services, tls: Option<&ReloadableCert>, req: Req
                         .detail("cases", report.cases.to_string())
                         .detail(
                             "accounts",
-                            report.accounts.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>().join(","),
+                            report
+                                .accounts
+                                .iter()
+                                .map(|(u, _)| u.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
                         );
-                    audited(services, event, "Demo data seeded", Reply::ok(json!(report))).await
+                    audited(
+                        services,
+                        event,
+                        "Demo data seeded",
+                        Reply::ok(json!(report)),
+                    )
+                    .await
                 }
                 Err(e) => Reply::err(e),
             }

@@ -59,37 +59,159 @@ impl Rng {
 }
 
 const INSTITUTIONS: [(&str, &str, &str, InstitutionKind); 5] = [
-    ("vid", "Valsts ieņēmumu dienests", "State Revenue Service", InstitutionKind::State),
-    ("pmlp", "Pilsonības un migrācijas lietu pārvalde", "Office of Citizenship and Migration Affairs", InstitutionKind::State),
-    ("vsaa", "Valsts sociālās apdrošināšanas aģentūra", "State Social Insurance Agency", InstitutionKind::State),
-    ("talsi", "Talsu novada pašvaldība", "Talsi Municipality", InstitutionKind::Municipal),
-    ("ventspils", "Ventspils valstspilsētas pašvaldība", "Ventspils City Municipality", InstitutionKind::Municipal),
+    (
+        "vid",
+        "Valsts ieņēmumu dienests",
+        "State Revenue Service",
+        InstitutionKind::State,
+    ),
+    (
+        "pmlp",
+        "Pilsonības un migrācijas lietu pārvalde",
+        "Office of Citizenship and Migration Affairs",
+        InstitutionKind::State,
+    ),
+    (
+        "vsaa",
+        "Valsts sociālās apdrošināšanas aģentūra",
+        "State Social Insurance Agency",
+        InstitutionKind::State,
+    ),
+    (
+        "talsi",
+        "Talsu novada pašvaldība",
+        "Talsi Municipality",
+        InstitutionKind::Municipal,
+    ),
+    (
+        "ventspils",
+        "Ventspils valstspilsētas pašvaldība",
+        "Ventspils City Municipality",
+        InstitutionKind::Municipal,
+    ),
 ];
 
 /// Code, owner, LV and EN names, channels, deadline in days.
-type ServiceRow = (&'static str, &'static str, &'static str, &'static str, &'static [Channel], Option<u32>);
+type ServiceRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [Channel],
+    Option<u32>,
+);
 
 const ALL: &[Channel] = &Channel::ALL;
 const DESK: &[Channel] = &[Channel::InPerson, Channel::Email, Channel::EService];
 
 const SERVICES: [ServiceRow; 10] = [
-    ("VID-EDS", "vid", "Pieteikšanās VID Elektroniskās deklarēšanas sistēmā", "Registering for the SRS Electronic Declaration System", ALL, None),
-    ("VID-GID", "vid", "Gada ienākumu deklarācijas iesniegšana", "Submitting the annual income declaration", DESK, Some(30)),
-    ("PMLP-DZV", "pmlp", "Dzīvesvietas deklarēšana", "Declaring a place of residence", DESK, Some(1)),
-    ("PMLP-PAS", "pmlp", "Personu apliecinoša dokumenta pieteikšana", "Applying for an identity document", &[Channel::InPerson], Some(10)),
-    ("VSAA-BKP", "vsaa", "Bērna kopšanas pabalsta pieprasīšana", "Claiming the childcare benefit", ALL, Some(10)),
-    ("VSAA-PEN", "vsaa", "Vecuma pensijas pieprasīšana", "Claiming the old-age pension", DESK, Some(10)),
-    ("TAL-SOC", "talsi", "Trūcīgas personas statusa noteikšana", "Determining needy person status", DESK, Some(30)),
-    ("TAL-NIN", "talsi", "Nekustamā īpašuma nodokļa atvieglojuma piešķiršana", "Granting a real estate tax relief", ALL, Some(30)),
-    ("VEN-BV", "ventspils", "Bērna reģistrācija pirmsskolas izglītības iestādes rindā", "Registering a child for a pre-school place", ALL, Some(30)),
-    ("VEN-PAR", "ventspils", "Iedzīvotāja stāvvietas atļaujas izsniegšana", "Issuing a resident's parking permit", DESK, Some(5)),
+    (
+        "VID-EDS",
+        "vid",
+        "Pieteikšanās VID Elektroniskās deklarēšanas sistēmā",
+        "Registering for the SRS Electronic Declaration System",
+        ALL,
+        None,
+    ),
+    (
+        "VID-GID",
+        "vid",
+        "Gada ienākumu deklarācijas iesniegšana",
+        "Submitting the annual income declaration",
+        DESK,
+        Some(30),
+    ),
+    (
+        "PMLP-DZV",
+        "pmlp",
+        "Dzīvesvietas deklarēšana",
+        "Declaring a place of residence",
+        DESK,
+        Some(1),
+    ),
+    (
+        "PMLP-PAS",
+        "pmlp",
+        "Personu apliecinoša dokumenta pieteikšana",
+        "Applying for an identity document",
+        &[Channel::InPerson],
+        Some(10),
+    ),
+    (
+        "VSAA-BKP",
+        "vsaa",
+        "Bērna kopšanas pabalsta pieprasīšana",
+        "Claiming the childcare benefit",
+        ALL,
+        Some(10),
+    ),
+    (
+        "VSAA-PEN",
+        "vsaa",
+        "Vecuma pensijas pieprasīšana",
+        "Claiming the old-age pension",
+        DESK,
+        Some(10),
+    ),
+    (
+        "TAL-SOC",
+        "talsi",
+        "Trūcīgas personas statusa noteikšana",
+        "Determining needy person status",
+        DESK,
+        Some(30),
+    ),
+    (
+        "TAL-NIN",
+        "talsi",
+        "Nekustamā īpašuma nodokļa atvieglojuma piešķiršana",
+        "Granting a real estate tax relief",
+        ALL,
+        Some(30),
+    ),
+    (
+        "VEN-BV",
+        "ventspils",
+        "Bērna reģistrācija pirmsskolas izglītības iestādes rindā",
+        "Registering a child for a pre-school place",
+        ALL,
+        Some(30),
+    ),
+    (
+        "VEN-PAR",
+        "ventspils",
+        "Iedzīvotāja stāvvietas atļaujas izsniegšana",
+        "Issuing a resident's parking permit",
+        DESK,
+        Some(5),
+    ),
 ];
 
-const GIVEN: [&str; 12] = ["Jānis", "Anna", "Pēteris", "Līga", "Andris", "Ilze", "Mārtiņš", "Inese", "Kārlis", "Dace", "Edgars", "Žanna"];
+const GIVEN: [&str; 12] = [
+    "Jānis",
+    "Anna",
+    "Pēteris",
+    "Līga",
+    "Andris",
+    "Ilze",
+    "Mārtiņš",
+    "Inese",
+    "Kārlis",
+    "Dace",
+    "Edgars",
+    "Žanna",
+];
 const FAMILY: [(&str, &str); 10] = [
-    ("Bērziņš", "Bērziņa"), ("Kalniņš", "Kalniņa"), ("Ozols", "Ozola"), ("Jansons", "Jansone"),
-    ("Liepiņš", "Liepiņa"), ("Krūmiņš", "Krūmiņa"), ("Zariņš", "Zariņa"), ("Vītols", "Vītola"),
-    ("Ķeniņš", "Ķeniņa"), ("Šmits", "Šmite"),
+    ("Bērziņš", "Bērziņa"),
+    ("Kalniņš", "Kalniņa"),
+    ("Ozols", "Ozola"),
+    ("Jansons", "Jansone"),
+    ("Liepiņš", "Liepiņa"),
+    ("Krūmiņš", "Krūmiņa"),
+    ("Zariņš", "Zariņa"),
+    ("Vītols", "Vītola"),
+    ("Ķeniņš", "Ķeniņa"),
+    ("Šmits", "Šmite"),
 ];
 
 /// Demo staff: username, display name, role, centre.
@@ -121,13 +243,27 @@ pub async fn seed(services: &Services, now: u64) -> Result<SeedReport, String> {
     }
     let mut report = SeedReport::default();
     for (id, lv, en, kind) in INSTITUTIONS {
-        let i = Institution { id: id.into(), name: both(lv, en), kind };
+        let i = Institution {
+            id: id.into(),
+            name: both(lv, en),
+            kind,
+        };
         work.put_institution(&admin, i).await.map_err(err)?;
         report.institutions += 1;
     }
     let centres = [
-        ("talsi-vpvkac", "Talsu VPVKAC", "Talsi one-stop centre", "talsi"),
-        ("ventspils-vpvkac", "Ventspils VPVKAC", "Ventspils one-stop centre", "ventspils"),
+        (
+            "talsi-vpvkac",
+            "Talsu VPVKAC",
+            "Talsi one-stop centre",
+            "talsi",
+        ),
+        (
+            "ventspils-vpvkac",
+            "Ventspils VPVKAC",
+            "Ventspils one-stop centre",
+            "ventspils",
+        ),
     ];
     for (id, lv, en, runs) in centres {
         let c = Centre {
@@ -157,7 +293,10 @@ pub async fn seed(services: &Services, now: u64) -> Result<SeedReport, String> {
     }
     for (username, display, role, centre) in STAFF {
         let subject = format!("{LOCAL_DIRECTORY}:{username}");
-        let a = Assignment { subject, centres: vec![centre.into()] };
+        let a = Assignment {
+            subject,
+            centres: vec![centre.into()],
+        };
         work.put_assignment(&admin, a).await.map_err(err)?;
         let new = NewAccount {
             username: username.into(),
@@ -167,7 +306,9 @@ pub async fn seed(services: &Services, now: u64) -> Result<SeedReport, String> {
             password: None,
         };
         match services.accounts.create(new).await {
-            Ok((_, Some(pw))) => report.accounts.push((username.into(), pw.expose().to_owned())),
+            Ok((_, Some(pw))) => report
+                .accounts
+                .push((username.into(), pw.expose().to_owned())),
             Ok((_, None)) | Err(kopa_idp::IdpError::AccountExists(_)) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -209,7 +350,11 @@ async fn cases(
         }
         let channel = *rng.pick(channels);
         let client = if rng.below(10) < 3 && clients.iter().any(|(_, c)| *c == centre) {
-            clients.iter().rev().find(|(_, c)| *c == centre).map(|(id, _)| *id)
+            clients
+                .iter()
+                .rev()
+                .find(|(_, c)| *c == centre)
+                .map(|(id, _)| *id)
         } else {
             let given = *rng.pick(&GIVEN);
             let (he, she) = *rng.pick(&FAMILY);
@@ -261,8 +406,17 @@ async fn life(
     match rng.below(20) {
         0 => path.push(State::Withdrawn),
         1 => path.push(State::Rejected),
-        2..=5 => path.extend([State::WaitingForClient, State::InProgress, State::Decided, State::ResultDelivered]),
-        6..=11 => path.extend([State::ForwardedToInstitution, State::Decided, State::ResultDelivered]),
+        2..=5 => path.extend([
+            State::WaitingForClient,
+            State::InProgress,
+            State::Decided,
+            State::ResultDelivered,
+        ]),
+        6..=11 => path.extend([
+            State::ForwardedToInstitution,
+            State::Decided,
+            State::ResultDelivered,
+        ]),
         _ => path.extend([State::Decided, State::ResultDelivered]),
     }
     for to in path {
@@ -270,7 +424,8 @@ async fn life(
             break;
         }
         clock.set(t);
-        let note = (to == State::WaitingForClient).then(|| "Jāiesniedz izziņa no darba vietas.".to_owned());
+        let note = (to == State::WaitingForClient)
+            .then(|| "Jāiesniedz izziņa no darba vietas.".to_owned());
         work.move_case(who, id, to, note).await.map_err(err)?;
         t += match to {
             State::InProgress => HOUR + rng.below(2 * DAY),

@@ -108,6 +108,11 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// The portal's case work (for tests and tools in the same process).
+    pub fn portal(&self) -> kopa_portal_server::work::CaseWork {
+        self.services.portal.clone()
+    }
+
     /// `https://<addr>` of the listener.
     pub fn base_url(&self) -> String {
         format!("https://{}", self.addr)
@@ -264,7 +269,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         .unify()
         .or(kopa_portal_server::http::routes(portal_api))
         .unify()
-        .or(apps::routes(&sso))
+        .or(apps::routes(
+            &sso,
+            apps::PortalUi::load(config.portal.ui_dir.as_deref()),
+        ))
         .unify()
         .recover(kopa_web::recover);
     let settings = EdgeSettings::from_config(&config.server);

@@ -7,7 +7,7 @@ use kopa_tests::slapd::{Municipality, Slapd, user};
 use kopa_tests::{Client, Resp};
 
 /// Follows redirects within the appliance; returns the last response and the path of it.
-async fn follow(b: &mut Browser, issuer: &str, start: &str) -> (Resp, String) {
+pub(crate) async fn follow(b: &mut Browser, issuer: &str, start: &str) -> (Resp, String) {
     let mut path = start.to_owned();
     for _ in 0..12 {
         let resp = b.get(&path).await;
@@ -24,11 +24,11 @@ async fn follow(b: &mut Browser, issuer: &str, start: &str) -> (Resp, String) {
     panic!("too many redirects from {start}");
 }
 
-fn body(resp: &Resp) -> String {
+pub(crate) fn body(resp: &Resp) -> String {
     String::from_utf8_lossy(&resp.body).into_owned()
 }
 
-fn is_login_form(resp: &Resp) -> bool {
+pub(crate) fn is_login_form(resp: &Resp) -> bool {
     resp.status == 200 && body(resp).contains("name=\"password\"")
 }
 

@@ -12,5 +12,6 @@ mod lifecycle;
 mod login;
 mod oidc;
 mod oidc_rules;
+mod portal;
 mod saml;
 mod saml_registry;

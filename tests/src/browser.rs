@@ -134,6 +134,26 @@ impl Browser {
         self.send(req).await
     }
 
+    /// Sends `body` as JSON by `method` to `path`, with `origin` (or none).
+    pub async fn json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+        origin: Option<&str>,
+    ) -> Resp {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://{}{path}", self.addr))
+            .header("content-type", "application/json")
+            .header("user-agent", "kopa-tests/1.0");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        self.send(req).await
+    }
+
     /// Loads the sign-in page and returns its anti-forgery token.
     pub async fn login_csrf(&mut self) -> String {
         let page = self.get("/login").await;

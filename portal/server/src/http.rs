@@ -42,6 +42,7 @@ pub struct Api {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub viewer: Viewer,
+    name: String,
     tenant: Option<String>,
     ip: IpAddr,
     user_agent: String,
@@ -116,6 +117,7 @@ fn caller(api: Arc<Api>) -> impl Filter<Extract = (Caller,), Error = Rejection> 
                         .map_err(|e| ApiError::from(e).into_rejection())?;
                     Ok(Caller {
                         viewer,
+                        name: user.name,
                         tenant: user.tenant,
                         ip: peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip()),
                         user_agent: ua.unwrap_or_default(),
@@ -236,7 +238,9 @@ async fn audited<T: Serialize>(
 #[utoipa::path(get, path = "/api/portal/me", tag = "portal",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 async fn me(api: Arc<Api>, c: Caller) -> Answer {
-    ok(&api.work.me(&c.viewer))
+    let mut me = api.work.me(&c.viewer);
+    me.name = c.name;
+    ok(&me)
 }
 
 /// Every institution.

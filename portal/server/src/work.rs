@@ -233,6 +233,8 @@ pub struct SavedFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Me {
     pub subject: String,
+    /// The name to show (from the ID token).
+    pub name: String,
     pub roles: Vec<String>,
     pub centres: Vec<String>,
     pub institutions: Vec<String>,
@@ -416,6 +418,7 @@ impl CaseWork {
     pub fn me(&self, v: &Viewer) -> Me {
         Me {
             subject: v.subject.clone(),
+            name: String::new(),
             roles: v.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             centres: v.centres.clone(),
             institutions: v.institutions.clone(),

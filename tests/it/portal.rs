@@ -1,0 +1,277 @@
+//! The portal's API and UI against real peers: staff of two municipal slapd directories
+//! sign in through the appliance's own OpenID Connect provider, and then work cases over
+//! HTTPS — scoped by centre and institution, personal codes masked and their disclosure
+//! audited, writes guarded against other origins. The browser test drives the Yew app in
+//! headless Chromium (Playwright) and checks it with axe-core.
+
+use crate::apps::{body, follow};
+use kopa_core::Role;
+use kopa_portal_server::case::Channel;
+use kopa_portal_server::catalogue::{Bilingual, Service};
+use kopa_portal_server::org::{Assignment, Centre, Institution, InstitutionKind};
+use kopa_portal_server::work::{CaseWork, Viewer};
+use kopa_tests::browser::{Browser, hidden};
+use kopa_tests::slapd::{Municipality, Slapd, TestUser, user};
+use kopa_tests::{Client, Resp};
+use serde_json::{Value, json};
+
+fn both(lv: &str, en: &str) -> Bilingual {
+    Bilingual {
+        lv: lv.into(),
+        en: en.into(),
+    }
+}
+
+/// Ventspils and Talsi; one centre in Ventspils that also delivers Talsi's services.
+async fn organisation(work: &CaseWork) {
+    let admin = Viewer {
+        subject: "test-admin".into(),
+        roles: vec![Role::PlatformAdmin],
+        ..Viewer::default()
+    };
+    for id in ["ventspils", "talsi"] {
+        let i = Institution {
+            id: id.into(),
+            name: both(id, id),
+            kind: InstitutionKind::Municipal,
+        };
+        work.put_institution(&admin, i).await.unwrap();
+    }
+    let c = Centre {
+        id: "ventspils-kac".into(),
+        name: both("Ventspils VPVKAC", "Ventspils one-stop centre"),
+        institution: "ventspils".into(),
+        serves: vec!["ventspils".into(), "talsi".into()],
+    };
+    work.put_centre(&admin, c).await.unwrap();
+    for (code, owner, lv, en) in [
+        (
+            "TAL-NIN",
+            "talsi",
+            "Nekustamā īpašuma nodokļa atvieglojums",
+            "Real estate tax relief",
+        ),
+        (
+            "VEN-PAR",
+            "ventspils",
+            "Stāvvietas atļauja",
+            "Parking permit",
+        ),
+    ] {
+        let s = Service {
+            code: code.into(),
+            name: both(lv, en),
+            owner: owner.into(),
+            channels: vec![Channel::InPerson, Channel::Email],
+            deadline_days: Some(30),
+            required_documents: vec![],
+            instructions: None,
+        };
+        work.put_service(&admin, s).await.unwrap();
+    }
+}
+
+/// Opens the portal as `who`: the provider's login form once, then back to the portal.
+async fn sign_in(kopa: &kopa::Handle, who: &TestUser) -> Browser {
+    let mut b = Browser::new(
+        Client::trusting(&kopa.data_dir.join("tls/cert.pem")),
+        kopa.addr,
+    );
+    let issuer = format!("https://{}", kopa.addr);
+    let (form, _) = follow(&mut b, &issuer, "/").await;
+    let html = body(&form);
+    let (csrf, return_to) = (
+        hidden(&html, "csrf").expect("a login form"),
+        hidden(&html, "return_to").unwrap(),
+    );
+    let login = who.login();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("username", login.as_str()),
+        ("password", who.password),
+        ("return_to", return_to.as_str()),
+    ];
+    let resp = b.post_form("/login", &fields).await;
+    assert_eq!(resp.status, 303, "{}", body(&resp));
+    let (page, at) = follow(&mut b, &issuer, resp.header("location")).await;
+    assert_eq!(page.status, 200, "{at}: {}", body(&page));
+    assert!(
+        body(&page).contains("data-app=\"portal\""),
+        "{at}: {}",
+        body(&page)
+    );
+    b
+}
+
+fn json_of(resp: &Resp) -> Value {
+    serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+}
+
+/// Gives `b`'s signed-in user the centres `centres` (as an administrator would).
+async fn assign(kopa: &kopa::Handle, b: &mut Browser, centres: &[&str]) -> String {
+    let me = json_of(&b.get("/api/portal/me").await);
+    let subject = me["subject"].as_str().unwrap().to_owned();
+    let admin = Viewer {
+        subject: "test-admin".into(),
+        roles: vec![Role::PlatformAdmin],
+        ..Viewer::default()
+    };
+    let a = Assignment {
+        subject: subject.clone(),
+        centres: centres.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    kopa.portal().put_assignment(&admin, a).await.unwrap();
+    subject
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_work_cases_over_the_api_within_their_centre_and_institution() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = kopa_tests::config_in(dir.path());
+    config.directories = vec![
+        slapd.directory(Municipality::Ventspils, vec![slapd.ldap_url()]),
+        slapd.directory(Municipality::Talsi, vec![slapd.ldap_url()]),
+    ];
+    let kopa = kopa::start(config).await.unwrap();
+    organisation(&kopa.portal()).await;
+    let origin = format!("https://{}", kopa.addr);
+    let me = Some(origin.as_str());
+
+    // Without a portal session: 401, not a redirect.
+    let mut stranger = Browser::new(
+        Client::trusting(&kopa.data_dir.join("tls/cert.pem")),
+        kopa.addr,
+    );
+    let resp = stranger.get("/api/portal/cases").await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(json_of(&resp)["code"], "unauthenticated");
+
+    // Anna (Ventspils, specialist) works at the Ventspils centre.
+    let mut anna = sign_in(&kopa, user("anna.berzina")).await;
+    let anna_subject = assign(&kopa, &mut anna, &["ventspils-kac"]).await;
+    let profile = json_of(&anna.get("/api/portal/me").await);
+    assert_eq!(profile["centres"], json!(["ventspils-kac"]));
+    assert_eq!(profile["roles"], json!(["specialist"]));
+    assert_eq!(profile["name"], "Anna Bērziņa");
+
+    let client = json!({"kind": "natural", "name": "Jānis Bērziņš", "code": "321234-56789", "centre": "ventspils-kac"});
+    let resp = anna.json("POST", "/api/portal/clients", &client, me).await;
+    assert_eq!(resp.status, 201, "{}", body(&resp));
+    let client_id = json_of(&resp)["id"].as_u64().unwrap();
+    assert_eq!(json_of(&resp)["code"], "******-***89");
+    let again = anna.json("POST", "/api/portal/clients", &client, me).await;
+    assert_eq!(again.status, 409);
+
+    let new_case = json!({"service": "TAL-NIN", "centre": "ventspils-kac", "channel": "in_person", "client": client_id});
+    let resp = anna.json("POST", "/api/portal/cases", &new_case, me).await;
+    assert_eq!(resp.status, 201, "{}", body(&resp));
+    let case = json_of(&resp);
+    let id = case["id"].as_u64().unwrap();
+    assert_eq!(case["state"], "registered");
+    assert_eq!(case["assignee"], anna_subject.as_str());
+
+    // Writes are refused from another origin, in another media type, or malformed.
+    let evil = anna
+        .json(
+            "POST",
+            "/api/portal/cases",
+            &new_case,
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(evil.status, 403);
+    let form = anna
+        .post_form("/api/portal/cases", &[("service", "TAL-NIN")])
+        .await;
+    assert_eq!(form.status, 415);
+    let wrong = json!({"service": "TAL-NIN", "centre": "ventspils-kac", "channel": "pigeon"});
+    let resp = anna.json("POST", "/api/portal/cases", &wrong, me).await;
+    assert_eq!(resp.status, 400);
+    assert!(
+        json_of(&resp)["message"]
+            .as_str()
+            .unwrap()
+            .contains("pigeon")
+    );
+
+    for to in ["in_progress", "forwarded_to_institution"] {
+        let path = format!("/api/portal/cases/{id}/moves");
+        let resp = anna.json("POST", &path, &json!({"to": to}), me).await;
+        assert_eq!(resp.status, 200, "{to}: {}", body(&resp));
+    }
+
+    // Edgars (Talsi: supervisor and service owner) decides for his institution;
+    // Mārta (a Talsi specialist, not at this centre) sees nothing, as if there were no case.
+    let mut edgars = sign_in(&kopa, user("edgars.liepins")).await;
+    let seen = edgars.get(&format!("/api/portal/cases/{id}")).await;
+    assert_eq!(seen.status, 200, "{}", body(&seen));
+    let path = format!("/api/portal/cases/{id}/moves");
+    let resp = edgars
+        .json(
+            "POST",
+            &path,
+            &json!({"to": "decided", "note": "Piešķirts"}),
+            me,
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", body(&resp));
+    let mut marta = sign_in(&kopa, user("marta.ozola")).await;
+    let refused = marta.get(&format!("/api/portal/cases/{id}")).await;
+    let missing = marta.get("/api/portal/cases/999999").await;
+    assert_eq!((refused.status, missing.status), (403, 403));
+    let (a, b) = (json_of(&refused), json_of(&missing));
+    assert_eq!((&a["code"], &a["message"]), (&b["code"], &b["message"]));
+    let marta_list = json_of(&marta.get("/api/portal/cases?q=berzins").await);
+    assert_eq!(marta_list["cases"], json!([]));
+
+    // Search without diacritics; the history; the report and its CSV.
+    let found = json_of(&anna.get("/api/portal/cases?q=berzins&view=all").await);
+    assert_eq!(found["cases"][0]["id"], id);
+    assert_eq!(found["cases"][0]["client"]["code"], "******-***89");
+    let detail = json_of(&anna.get(&format!("/api/portal/cases/{id}")).await);
+    assert_eq!(detail["history"].as_array().unwrap().len(), 4);
+    assert_eq!(detail["history"][3]["note"], "Piešķirts");
+    assert_eq!(detail["next_states"], json!(["result_delivered"]));
+    let csv = anna
+        .get("/api/portal/reports?by=service&from=2000-01-01&to=2100-01-01&format=csv")
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(body(&csv).contains("\r\nTAL-NIN,1,"), "{}", body(&csv));
+    let bad = anna
+        .get("/api/portal/reports?by=planet&from=2026-01-01&to=2027-01-01")
+        .await;
+    assert_eq!(bad.status, 400);
+
+    // The whole code: to those who serve the client, audited before it is shown.
+    let path = format!("/api/portal/clients/{client_id}/unmask");
+    let resp = anna.json("POST", &path, &json!(null), me).await;
+    assert_eq!(json_of(&resp)["code"], "321234-56789", "{}", body(&resp));
+    let resp = marta.json("POST", &path, &json!(null), me).await;
+    assert_eq!(resp.status, 403);
+    let records = kopa_tests::audit_records(&kopa.data_dir);
+    let unmasks: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["event.action"] == "personal-code-unmask")
+        .map(|r| {
+            (
+                r["event.outcome"].as_str().unwrap_or(""),
+                r["user.name"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(unmasks.len(), 2, "{unmasks:?}");
+    assert_eq!(unmasks[0].0, "success");
+    assert_eq!(unmasks[1].0, "failure");
+    assert!(
+        records
+            .iter()
+            .all(|r| !r.to_string().contains("321234-56789"))
+    );
+
+    // The API describes itself.
+    let doc = json_of(&stranger.get("/api/openapi.json").await);
+    assert!(doc["paths"]["/api/portal/cases"]["get"].is_object());
+    kopa.shutdown().await;
+}
