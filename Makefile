@@ -14,9 +14,11 @@ deps-test:
 
 build-release: deps-run
 	$(CARGO) build --release -p kopa
+	scripts/build-ui.sh
 
 build-debug:
 	$(CARGO) build -p kopa
+	scripts/build-ui.sh
 
 ## Start Kopa with the embedded default configuration (data in ./data, https://127.0.0.1:8443),
 ## with the portal's demo data on the first start.

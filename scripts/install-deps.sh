@@ -32,6 +32,12 @@ py_reqs=(authlib==1.9.10 joserfc==1.8.0 requests==2.34.2
 py_binary_only=xmlsec,lxml
 # What the peers import: the venv is checked with it, before and after it is made.
 py_check='import authlib, joserfc, requests, saml2, onelogin.saml2.auth, xmlsec, playwright'
+# axe-core from npm, injected by the browser tests to check accessibility; kept in the
+# venv's directory beside the Python peers.
+npm_reqs=(axe-core@4.14.1)
+# The portal's single-page app: Rust's wasm32 target and wasm-bindgen's CLI at exactly
+# the version of the library (portal/ui/Cargo.toml pins it; STACK.md: no --locked).
+wasm_bindgen_version=0.2.130
 
 case "$purpose" in
   run) wanted=("${run_pkgs[@]}") ;;
@@ -75,9 +81,25 @@ if [ "$purpose" != run ]; then
     "$pyenv_dir/bin/python3" -c "$py_check"
     echo "${py_reqs[*]}" >"$stamp"
   fi
+  npm_stamp="$pyenv_dir/.kopa-npm"
+  if [ "$(cat "$npm_stamp" 2>/dev/null)" != "${npm_reqs[*]}" ] \
+    || [ ! -f "$pyenv_dir/node_modules/axe-core/axe.min.js" ]; then
+    echo "Installing into $pyenv_dir from npm: ${npm_reqs[*]}"
+    npm install --silent --no-audit --no-fund --prefix "$pyenv_dir" "${npm_reqs[@]}"
+    echo "${npm_reqs[*]}" >"$npm_stamp"
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "Rust is missing: Kopa needs rustc/cargo >= 1.95 (install with rustup: https://rustup.rs)." >&2
   exit 1
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "Adding Rust's wasm32-unknown-unknown target (the portal UI)"
+  rustup target add wasm32-unknown-unknown
+fi
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_version" ]; then
+  echo "Installing wasm-bindgen-cli $wasm_bindgen_version (a few minutes, once)"
+  cargo install -q wasm-bindgen-cli --version "$wasm_bindgen_version"
 fi

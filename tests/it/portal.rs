@@ -275,3 +275,95 @@ async fn staff_work_cases_over_the_api_within_their_centre_and_institution() {
     assert!(doc["paths"]["/api/portal/cases"]["get"].is_object());
     kopa.shutdown().await;
 }
+
+/// The built app (`scripts/build-ui.sh`, which `make test` runs) under the target dir.
+fn ui_dir() -> std::path::PathBuf {
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.parent().unwrap().join("ui");
+    assert!(
+        dir.join("kopa_portal_ui_bg.wasm").exists(),
+        "{} has no portal app: run scripts/build-ui.sh (make test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// The serious and critical findings of axe-core on each page.
+fn serious(axe: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (page, violations) in axe.as_object().unwrap() {
+        for v in violations.as_array().unwrap() {
+            if matches!(v["impact"].as_str(), Some("serious" | "critical")) {
+                out.push(format!("{page}: {v}"));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_specialist_works_a_case_in_a_real_browser() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = kopa_tests::config_in(dir.path());
+    config.directories = vec![slapd.directory(Municipality::Ventspils, vec![slapd.ldap_url()])];
+    config.portal.ui_dir = Some(ui_dir());
+    let kopa = kopa::start(config).await.unwrap();
+    organisation(&kopa.portal()).await;
+    // Anna must work at the centre before the browser signs her in: learn her subject
+    // through the API first.
+    let anna = user("anna.berzina");
+    let mut api = sign_in(&kopa, anna).await;
+    assign(&kopa, &mut api, &["ventspils-kac"]).await;
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
+    let profile = tempfile::tempdir().unwrap();
+    let pyenv = std::env::var("KOPA_PYENV").unwrap_or_else(|_| "/opt/kopa-pyenv".into());
+    let axe_js = format!("{pyenv}/node_modules/axe-core/axe.min.js");
+    let url = format!("https://{}", kopa.addr);
+    let ca = kopa.data_dir.join("tls/cert.pem");
+    let login = anna.login();
+    let args: Vec<String> = [
+        "--url", &url,
+        "--ca", ca.to_str().unwrap(),
+        "--username", &login,
+        "--password", anna.password,
+        "--service", "TAL-NIN",
+        "--client-name", "Pēteris Ķeniņš",
+        "--client-code", "320101-12345",
+        "--search", "peteris kenins",
+        "--axe", &axe_js,
+        "--profile", profile.path().to_str().unwrap(),
+        "--screenshots", shots.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out: Value = serde_json::from_str(&kopa_tests::run_peer("portal_browser.py", args).await)
+        .unwrap();
+    assert!(out["failed"].is_null(), "{out:#}");
+    assert_eq!(out["page_errors"], json!([]), "{out:#}");
+    assert_eq!(out["landed_on"], "/reports", "back to the page asked for");
+    assert_eq!(out["states"], json!(["in_progress", "decided", "result_delivered"]));
+    assert_eq!(out["history"], 4);
+    assert_eq!(out["search_found"], true);
+    assert_eq!(
+        out["report_after"].as_u64().unwrap(),
+        out["report_before"].as_u64().unwrap() + 1
+    );
+    assert!(out["chart_bars"].as_u64().unwrap() >= 1);
+    assert_eq!(out["lang"], "en");
+    assert_eq!(out["lang_after_reload"], "en");
+    assert!(out["nav"].as_str().unwrap().contains("Reports"));
+    assert_eq!(out["tablet_overflow"], false, "the case list fits a tablet");
+    for page in ["reports", "cases", "new_case", "case", "clients"] {
+        assert!(out["axe"][page].is_array(), "axe did not run on {page}");
+    }
+    let findings = serious(&out["axe"]);
+    assert!(findings.is_empty(), "accessibility: {findings:#?}");
+
+    // What the browser did is the record: the case is there, delivered.
+    let list = json_of(&api.get("/api/portal/cases?q=kenins").await);
+    assert_eq!(list["cases"][0]["state"], "result_delivered");
+    kopa.shutdown().await;
+}

@@ -7,6 +7,8 @@ endpoint), fills in Kopa's sign-in form when it is shown, and otherwise stops on
 page it reached, whose forms the peers read (a SAML auto-post form, for instance).
 """
 
+import base64
+import hashlib
 import http.cookiejar
 import os
 from html.parser import HTMLParser
@@ -16,6 +18,31 @@ import requests
 
 TIMEOUT = 30
 MAX_HOPS = 20
+# Headless Chromium on a machine without network: no background connections.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def spki_sha256(pem_file):
+    """Base64 SHA-256 of the first certificate's SubjectPublicKeyInfo in ``pem_file``
+    (Chromium trusts Kopa's test certificate by this pin)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    with open(pem_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 class Incomplete(Exception):

@@ -82,7 +82,6 @@ error exits 1 with a message and the observations so far on stderr.
 
 import argparse
 import base64
-import hashlib
 import json
 import sys
 import threading
@@ -95,20 +94,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from lxml import etree
 
-from browser import Browser, Incomplete, origin_of, page_forms
+from browser import CHROMIUM_ARGS, Browser, Incomplete, origin_of, page_forms, spki_sha256
 
 USER_AGENT = "kopa-tests-saml-sp/1.0"
-# Headless Chromium on a machine without network: no background connections.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 BINDINGS = {"redirect": BINDING_REDIRECT, "post": BINDING_POST}
@@ -1161,19 +1149,6 @@ class SpServer:
         self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def spki_sha256(pem_file):
-    """Base64 SHA-256 of the first certificate's SubjectPublicKeyInfo in ``pem_file``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    with open(pem_file, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def cmd_browser_logout(_sp, args, out):

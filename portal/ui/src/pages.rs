@@ -334,15 +334,15 @@ pub fn new_case(p: &Props) -> Html {
     };
     let on_q = {
         let q = client_q.clone();
-        Callback::from(move |e: Event| q.set(input_value(&e)))
+        Callback::from(move |e: InputEvent| q.set(input_value(&e)))
     };
     let on_name = {
         let v = new_name.clone();
-        Callback::from(move |e: Event| v.set(input_value(&e)))
+        Callback::from(move |e: InputEvent| v.set(input_value(&e)))
     };
     let on_code = {
         let v = new_code.clone();
-        Callback::from(move |e: Event| v.set(input_value(&e)))
+        Callback::from(move |e: InputEvent| v.set(input_value(&e)))
     };
     let channels = chosen
         .as_ref()
@@ -376,7 +376,7 @@ pub fn new_case(p: &Props) -> Html {
                 <legend>{ tr(l, "Klients", "Client") }</legend>
                 <label for="client-q">{ tr(l, "Meklēt klientu (vārds vai personas kods)", "Find a client (name or personal code)") }</label>
                 <div class="inline">
-                    <input id="client-q" type="search" onchange={on_q} />
+                    <input id="client-q" type="search" oninput={on_q} />
                     <button type="button" onclick={search}>{ tr(l, "Meklēt", "Search") }</button>
                 </div>
                 <ul class="choices">
@@ -392,9 +392,9 @@ pub fn new_case(p: &Props) -> Html {
                 </ul>
                 <p>{ tr(l, "vai jauns klients:", "or a new client:") }</p>
                 <label for="client-name">{ tr(l, "Vārds, uzvārds", "Full name") }</label>
-                <input id="client-name" type="text" onchange={on_name} autocomplete="off" />
+                <input id="client-name" type="text" oninput={on_name} autocomplete="off" />
                 <label for="client-code">{ tr(l, "Personas kods", "Personal code") }</label>
-                <input id="client-code" type="text" inputmode="numeric" onchange={on_code} autocomplete="off" />
+                <input id="client-code" type="text" inputmode="numeric" oninput={on_code} autocomplete="off" />
             </fieldset>
             { notice(&error) }
             <button type="submit" id="register" disabled={ *busy }>{ tr(l, "Reģistrēt lietu", "Register the case") }</button>
@@ -577,7 +577,7 @@ pub fn clients(p: &Props) -> Html {
     };
     let on_q = {
         let q = q.clone();
-        Callback::from(move |e: Event| q.set(input_value(&e)))
+        Callback::from(move |e: InputEvent| q.set(input_value(&e)))
     };
     let rows = found.as_ref().map(|list| list.iter().map(|c| {
         let code = shown.iter().find(|u| u.id == c.id).map_or_else(|| c.code.clone(), |u| u.code.clone());
@@ -601,7 +601,7 @@ pub fn clients(p: &Props) -> Html {
         <h1>{ tr(l, "Klienti", "Clients") }</h1>
         <form class="filters" role="search" {onsubmit}>
             <label for="client-search">{ tr(l, "Vārds vai personas kods", "Name or personal code") }</label>
-            <input id="client-search" type="search" onchange={on_q} />
+            <input id="client-search" type="search" oninput={on_q} />
             <button type="submit">{ tr(l, "Meklēt", "Search") }</button>
         </form>
         <p class="hint">{ tr(l, "Personas koda atklāšana tiek ierakstīta audita žurnālā.", "Showing a personal code is recorded in the audit log.") }</p>
@@ -688,11 +688,11 @@ pub fn reports(p: &Props) -> Html {
     };
     let on_from = {
         let p = period.clone();
-        Callback::from(move |e: Event| p.set((input_value(&e), p.1.clone())))
+        Callback::from(move |e: InputEvent| p.set((input_value(&e), p.1.clone())))
     };
     let on_to = {
         let p = period.clone();
-        Callback::from(move |e: Event| p.set((p.0.clone(), input_value(&e))))
+        Callback::from(move |e: InputEvent| p.set((p.0.clone(), input_value(&e))))
     };
     let csv = format!("/api/portal/reports?{}&format=csv", params(&by, &period));
     let dims = [
@@ -712,9 +712,9 @@ pub fn reports(p: &Props) -> Html {
                 { for dims.iter().map(|(k, lv, en)| html! { <option value={ *k } selected={ *by == *k }>{ tr(l, lv, en) }</option> }) }
             </select>
             <label for="report-from">{ tr(l, "No", "From") }</label>
-            <input id="report-from" type="date" value={ period.0.clone() } onchange={on_from} />
+            <input id="report-from" type="date" value={ period.0.clone() } oninput={on_from} />
             <label for="report-to">{ tr(l, "Līdz (neieskaitot)", "To (exclusive)") }</label>
-            <input id="report-to" type="date" value={ period.1.clone() } onchange={on_to} />
+            <input id="report-to" type="date" value={ period.1.clone() } oninput={on_to} />
             <a class="button" href={ csv } download="report.csv">{ tr(l, "Lejupielādēt CSV", "Download CSV") }</a>
         </form>
         { notice(&error) }
