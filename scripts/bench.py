@@ -110,11 +110,34 @@ def run_json(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
+def portal_rows(p):
+    """The portal rows from `portal_bench`'s JSON."""
+    n = f"{p['cases']:,}".replace(",", " ")
+    scan = f"one full read of the cases table in redb: {p['baseline_full_scan_ms']:.0f} ms"
+    rows = []
+    for name, r in p["lists"].items():
+        rows.append((f"Portal, {n} cases: {name} (first page of 50, {r['rows']} rows)",
+                     f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms", "p99 < 50 ms", scan,
+                     f"{r['p99_ms'] / p['baseline_full_scan_ms']:.4f}"))
+    for by, r in p["year_report"].items():
+        rows.append((f"Portal, {n} cases: a year's report by {by} ({p['year_cases']} cases, {r['groups']} groups; "
+                     "counts, median and p90 of three times, deadline compliance)",
+                     f"{r['median_ms']:.1f} ms (max {r['max_ms']:.1f})", "< 500 ms", scan,
+                     f"{r['median_ms'] / p['baseline_full_scan_ms']:.3f}"))
+    rows.append((f"Portal, {n} cases and {p['clients']} clients: index rebuilt at start, and its memory",
+                 f"{p['index_load_s']:.1f} s, +{p['index_rss_mib']:.0f} MiB RSS", "—", scan,
+                 f"{p['index_load_s'] * 1000 / p['baseline_full_scan_ms']:.1f}×"))
+    rows.append((f"Portal: import of {n} cases (50 000 per durable commit)",
+                 f"{p['import_per_s']:.0f}/s", "—", "—", "—"))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kopa", required=True)
     ap.add_argument("--kopa-bench", required=True)
     ap.add_argument("--audit-bench", required=True)
+    ap.add_argument("--portal-bench", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -145,6 +168,11 @@ def main():
         audit = run_json([args.audit_bench, audit_dir, "--tasks", "64", "--secs", "5"])
     finally:
         shutil.rmtree(audit_dir, ignore_errors=True)
+    portal_dir = tempfile.mkdtemp(prefix="kopa-bench-portal-")
+    try:
+        portal = run_json([args.portal_bench, portal_dir])
+    finally:
+        shutil.rmtree(portal_dir, ignore_errors=True)
     cores = os.cpu_count() or 1
     rows += [
         ("Full sign-in (HTTPS form, HTTP/2 keep-alive, 32 clients → LDAP search+bind → session → audit → 303)",
@@ -184,6 +212,7 @@ def main():
                  "≥ 0.6 of raw (samael as it comes: ~0.33)",
                  f"raw aws-lc-rs RSA-2048 signatures, one thread: {saml['raw_rsa2048_per_s']:.0f}/s",
                  f"{saml['ratio']:.3f}"))
+    rows += portal_rows(portal)
     with open(args.out, "w") as f:
         f.write("# Kopa benchmarks\n\n")
         f.write("Written by `make bench` (`scripts/bench.py`); every row has its baseline measured in the same run.\n")

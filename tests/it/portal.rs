@@ -324,27 +324,41 @@ async fn a_specialist_works_a_case_in_a_real_browser() {
     let ca = kopa.data_dir.join("tls/cert.pem");
     let login = anna.login();
     let args: Vec<String> = [
-        "--url", &url,
-        "--ca", ca.to_str().unwrap(),
-        "--username", &login,
-        "--password", anna.password,
-        "--service", "TAL-NIN",
-        "--client-name", "Pēteris Ķeniņš",
-        "--client-code", "320101-12345",
-        "--search", "peteris kenins",
-        "--axe", &axe_js,
-        "--profile", profile.path().to_str().unwrap(),
-        "--screenshots", shots.to_str().unwrap(),
+        "--url",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--username",
+        &login,
+        "--password",
+        anna.password,
+        "--service",
+        "TAL-NIN",
+        "--client-name",
+        "Pēteris Ķeniņš",
+        "--client-code",
+        "320101-12345",
+        "--search",
+        "peteris kenins",
+        "--axe",
+        &axe_js,
+        "--profile",
+        profile.path().to_str().unwrap(),
+        "--screenshots",
+        shots.to_str().unwrap(),
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let out: Value = serde_json::from_str(&kopa_tests::run_peer("portal_browser.py", args).await)
-        .unwrap();
+    let out: Value =
+        serde_json::from_str(&kopa_tests::run_peer("portal_browser.py", args).await).unwrap();
     assert!(out["failed"].is_null(), "{out:#}");
     assert_eq!(out["page_errors"], json!([]), "{out:#}");
     assert_eq!(out["landed_on"], "/reports", "back to the page asked for");
-    assert_eq!(out["states"], json!(["in_progress", "decided", "result_delivered"]));
+    assert_eq!(
+        out["states"],
+        json!(["in_progress", "decided", "result_delivered"])
+    );
     assert_eq!(out["history"], 4);
     assert_eq!(out["search_found"], true);
     assert_eq!(

@@ -100,6 +100,9 @@ pub(crate) struct ClientEntry {
     pub centre: u32,
     /// Case numbers, ascending.
     pub cases: Vec<u64>,
+    /// The (centre, owner institution) of its cases, each once: who may see the client
+    /// follows from these without reading the cases.
+    pub places: Vec<(u32, u32)>,
 }
 
 /// The caller, in interned numbers.
@@ -114,9 +117,13 @@ pub(crate) struct Scope {
 
 impl Scope {
     pub(crate) fn sees(&self, r: &Row) -> bool {
+        self.sees_place(r.centre, r.owner)
+    }
+
+    fn sees_place(&self, centre: u32, owner: u32) -> bool {
         self.platform
-            || (self.front && self.centres.contains(&r.centre))
-            || (self.owner && self.institutions.contains(&r.owner))
+            || (self.front && self.centres.contains(&centre))
+            || (self.owner && self.institutions.contains(&owner))
     }
 }
 
@@ -215,10 +222,10 @@ impl Index {
     }
 
     pub(crate) fn put_client(&mut self, c: &ClientRecord) {
-        let cases = self
+        let (cases, places) = self
             .clients
             .get(&c.id)
-            .map(|e| e.cases.clone())
+            .map(|e| (e.cases.clone(), e.places.clone()))
             .unwrap_or_default();
         let centre = self.strings.intern(&c.centre);
         self.client_codes.insert(c.code.clone(), c.id);
@@ -236,6 +243,7 @@ impl Index {
                 shown_code: c.shown_code(),
                 centre,
                 cases,
+                places,
             },
         );
     }
@@ -268,6 +276,11 @@ impl Index {
                     && let Err(at) = e.cases.binary_search(&c.id)
                 {
                     e.cases.insert(at, c.id);
+                    // A case's centre and owner never change after registration.
+                    let place = (row.centre, row.owner);
+                    if !e.places.contains(&place) {
+                        e.places.push(place);
+                    }
                 }
             }
         }
@@ -451,13 +464,14 @@ impl Index {
     /// Whether the caller may see client `id`: one of their centres registered it, or
     /// they may see one of its cases.
     pub(crate) fn sees_client(&self, v: &Viewer, id: u64) -> bool {
-        let scope = self.scope(v);
+        self.sees_client_in(&self.scope(v), id)
+    }
+
+    fn sees_client_in(&self, scope: &Scope, id: u64) -> bool {
         self.clients.get(&id).is_some_and(|e| {
             scope.platform
                 || (scope.front && scope.centres.contains(&e.centre))
-                || e.cases
-                    .iter()
-                    .any(|c| self.row(*c).is_some_and(|r| scope.sees(r)))
+                || e.places.iter().any(|(c, o)| scope.sees_place(*c, *o))
         })
     }
 
@@ -470,6 +484,7 @@ impl Index {
             return Vec::new();
         };
         let front = v.roles.contains(&Role::Specialist) || v.roles.contains(&Role::Supervisor);
+        let scope = self.scope(v);
         let by_code: Vec<u64> = text
             .split_whitespace()
             .filter_map(|p| {
@@ -484,7 +499,7 @@ impl Index {
             .iter()
             .copied()
             .filter(|id| words.iter().all(|w| w.clients.contains(id)))
-            .filter(|id| (front && by_code.contains(id)) || self.sees_client(v, *id))
+            .filter(|id| (front && by_code.contains(id)) || self.sees_client_in(&scope, *id))
             .collect();
         found.sort_by(|a, b| {
             let name = |id| self.clients.get(id).map_or("", |e| e.name.as_str());

@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub(crate) const SERVICES: Table<String, Service> = Table::new("services");
 /// Cases by number.
 pub(crate) const CASES: Table<u64, CaseRecord> = Table::new("cases");
+/// The cases table, for tools that read it directly (the benchmark's baseline).
+pub const CASES_TABLE: Table<u64, CaseRecord> = CASES;
 /// Counters (`"case"`, `"client"`: the last number given).
 pub(crate) const COUNTERS: Table<String, u64> = Table::new("counters");
 /// Each case's history, by (case, sequence).
@@ -900,6 +902,51 @@ impl CaseWork {
                 .into_iter()
                 .map(|(key, summary)| ReportRow { key, summary })
                 .collect()
+        })
+        .await
+    }
+
+    /// Takes clients and cases as they are (numbers, times and states included), as a
+    /// move from the previous case system brings them; the counters move past them and
+    /// each case gets an `imported` history entry. One durable transaction.
+    pub async fn import(
+        &self,
+        clients: Vec<ClientRecord>,
+        cases: Vec<CaseRecord>,
+    ) -> Result<(), WorkError> {
+        let now = self.now();
+        self.commit(move |txn| {
+            let mut changes = Vec::with_capacity(clients.len() + cases.len());
+            let bump = |name: &str, id: u64| -> Result<(), StoreError> {
+                let key = name.to_owned();
+                if txn.get(&COUNTERS, &key)?.unwrap_or(0) < id {
+                    txn.insert(&COUNTERS, &key, &id)?;
+                }
+                Ok(())
+            };
+            if let Some(last) = clients.iter().map(|c| c.id).max() {
+                bump("client", last)?;
+            }
+            if let Some(last) = cases.iter().map(|c| c.id).max() {
+                bump("case", last)?;
+            }
+            for c in clients {
+                txn.insert(&CLIENTS, &c.id, &c)?;
+                changes.push(Change::Client(c));
+            }
+            for c in cases {
+                txn.insert(&CASES, &c.id, &c)?;
+                let entry = HistoryEntry {
+                    at: now,
+                    by: "import".into(),
+                    event: Event::Note {
+                        text: "imported".into(),
+                    },
+                };
+                txn.insert(&HISTORY, &(c.id, 0), &entry)?;
+                changes.push(Change::Case(c));
+            }
+            Ok(Ok(((), changes)))
         })
         .await
     }
