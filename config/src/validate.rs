@@ -45,6 +45,7 @@ impl Config {
         self.login.validate(&mut out);
         self.mfa.validate(&mut out);
         self.audit.validate(&mut out);
+        self.portal.validate(&mut out);
         self.oidc.validate(&mut out);
         for (index, client) in self.oidc_clients.iter().enumerate() {
             client.validate(index, &mut out);

@@ -109,7 +109,7 @@ fn shell(app: &App, user: &AppUser) -> warp::reply::Response {
 /// The portal's single-page app, read once at start.
 #[derive(Debug, Clone)]
 pub struct PortalUi {
-    files: Arc<Vec<(&'static str, &'static str, Vec<u8>)>>,
+    files: Arc<Vec<(&'static str, &'static str, bytes::Bytes)>>,
 }
 
 /// The files of the built app and their media types.
@@ -136,7 +136,7 @@ impl PortalUi {
         if let Some(dir) = &dir {
             for (name, media) in UI_FILES {
                 match std::fs::read(dir.join(name)) {
-                    Ok(bytes) => files.push((name, media, bytes)),
+                    Ok(bytes) => files.push((name, media, bytes::Bytes::from(bytes))),
                     Err(e) => {
                         tracing::warn!(dir = %dir.display(), file = name, error = %e,
                             "portal UI not found; run scripts/build-ui.sh (the API still works)");

@@ -382,6 +382,7 @@ async fn cases(
             centre,
             channel,
             client,
+            client_code: None,
             request_started: (channel == Channel::InPerson).then(|| at - rng.below(40) * 60_000),
         };
         let case = work.register(&who, new).await.map_err(err)?;

@@ -250,6 +250,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     );
     let portal_api = Arc::new(kopa_portal_server::http::Api {
         work: services.portal.clone(),
+        attachment_max_bytes: config.portal.attachment_max_bytes,
         audit: services.audit.clone(),
         sso: sso.clone(),
         app: apps::APPS[0].clone(),
@@ -275,7 +276,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         ))
         .unify()
         .recover(kopa_web::recover);
-    let settings = EdgeSettings::from_config(&config.server);
+    let mut settings = EdgeSettings::from_config(&config.server);
+    settings.upload_max_body_bytes = config.portal.attachment_max_bytes;
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         let summary = server

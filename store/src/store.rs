@@ -192,6 +192,29 @@ impl Store {
         }
     }
 
+    /// Like [`Store::write_blocking`], for a change that may be refused: an inner `Err`
+    /// aborts the transaction (nothing written, no fsync) and is handed back.
+    pub fn write_or_abort<T, E>(
+        &self,
+        f: impl FnOnce(&WriteTxn) -> Result<Result<T, E>, StoreError>,
+    ) -> Result<Result<T, E>, StoreError> {
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        let outcome = f(&WriteTxn::new(&txn));
+        match outcome {
+            Ok(Ok(value)) => {
+                txn.commit()?;
+                Ok(Ok(value))
+            }
+            other => {
+                if let Err(abort) = txn.abort() {
+                    tracing::warn!(error = %abort, "aborting a write transaction failed");
+                }
+                other
+            }
+        }
+    }
+
     /// Proves the database answers: one read transaction.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|_| Ok(())).await

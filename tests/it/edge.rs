@@ -268,6 +268,7 @@ async fn bare_edge(dir: &std::path::Path, max_body: u64, grace: Duration) -> Bar
     let addr = server.local_addr();
     let settings = kopa_web::EdgeSettings {
         max_body_bytes: max_body,
+        upload_max_body_bytes: max_body,
         header_read_timeout: Duration::from_secs(5),
         tls_handshake_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),

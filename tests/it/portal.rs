@@ -103,6 +103,23 @@ async fn sign_in(kopa: &kopa::Handle, who: &TestUser) -> Browser {
     b
 }
 
+/// Hex SHA-256 of `bytes` by coreutils' `sha256sum` (not Kopa's own code).
+fn sha256sum(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn json_of(resp: &Resp) -> Value {
     serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
 }
@@ -133,6 +150,7 @@ async fn staff_work_cases_over_the_api_within_their_centre_and_institution() {
         slapd.directory(Municipality::Ventspils, vec![slapd.ldap_url()]),
         slapd.directory(Municipality::Talsi, vec![slapd.ldap_url()]),
     ];
+    config.portal.attachment_max_bytes = 64 * 1024;
     let kopa = kopa::start(config).await.unwrap();
     organisation(&kopa.portal()).await;
     let origin = format!("https://{}", kopa.addr);
@@ -225,13 +243,72 @@ async fn staff_work_cases_over_the_api_within_their_centre_and_institution() {
     let marta_list = json_of(&marta.get("/api/portal/cases?q=berzins").await);
     assert_eq!(marta_list["cases"], json!([]));
 
+    // Attachments: checked by their content, kept with a SHA-256, served as downloads.
+    let pdf = b"%PDF-1.4\n% Kopa test: Ing\xc4\xa3enes pieteikums\n%%EOF\n".to_vec();
+    let upload = format!("/api/portal/cases/{id}/attachments?name=Ing%C4%A3enes%20pieteikums.pdf");
+    let resp = anna
+        .send_body("POST", &upload, "application/pdf", pdf.clone(), me)
+        .await;
+    assert_eq!(resp.status, 201, "{}", body(&resp));
+    let stored = json_of(&resp);
+    assert_eq!(stored["name"], "Ingģenes pieteikums.pdf");
+    assert_eq!(stored["size"], pdf.len());
+    assert_eq!(stored["sha256"], sha256sum(&pdf));
+    let file = format!("/api/portal/cases/{id}/attachments/1");
+    let got = edgars.get(&file).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body.as_ref(), pdf.as_slice());
+    assert_eq!(got.header("content-type"), "application/pdf");
+    assert_eq!(
+        got.header("content-disposition"),
+        "attachment; filename=\"Ing_enes pieteikums.pdf\"; filename*=UTF-8''Ing%C4%A3enes%20pieteikums.pdf"
+    );
+    assert!(got.header("repr-digest").starts_with("sha-256=:"));
+    assert_eq!(marta.get(&file).await.status, 403);
+    let disguised = anna
+        .send_body(
+            "POST",
+            &upload,
+            "application/pdf",
+            b"MZ\x90\x00 not a pdf".to_vec(),
+            me,
+        )
+        .await;
+    assert_eq!(disguised.status, 400, "{}", body(&disguised));
+    let program = anna
+        .send_body(
+            "POST",
+            &upload,
+            "application/x-msdownload",
+            b"MZ\x90\x00".to_vec(),
+            me,
+        )
+        .await;
+    assert_eq!(program.status, 415);
+    let big = anna
+        .send_body("POST", &upload, "text/plain", vec![b'a'; 80 * 1024], me)
+        .await;
+    assert_eq!(big.status, 413, "{}", body(&big));
+    let elsewhere = anna
+        .send_body(
+            "POST",
+            &upload,
+            "application/pdf",
+            pdf.clone(),
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(elsewhere.status, 403);
+
     // Search without diacritics; the history; the report and its CSV.
     let found = json_of(&anna.get("/api/portal/cases?q=berzins&view=all").await);
     assert_eq!(found["cases"][0]["id"], id);
     assert_eq!(found["cases"][0]["client"]["code"], "******-***89");
     let detail = json_of(&anna.get(&format!("/api/portal/cases/{id}")).await);
-    assert_eq!(detail["history"].as_array().unwrap().len(), 4);
+    assert_eq!(detail["history"].as_array().unwrap().len(), 5);
     assert_eq!(detail["history"][3]["note"], "Piešķirts");
+    assert_eq!(detail["history"][4]["type"], "attached");
+    assert_eq!(detail["attachments"][0]["n"], 1);
     assert_eq!(detail["next_states"], json!(["result_delivered"]));
     let csv = anna
         .get("/api/portal/reports?by=service&from=2000-01-01&to=2100-01-01&format=csv")
@@ -359,7 +436,8 @@ async fn a_specialist_works_a_case_in_a_real_browser() {
         out["states"],
         json!(["in_progress", "decided", "result_delivered"])
     );
-    assert_eq!(out["history"], 4);
+    assert_eq!(out["attachments"], json!(["izziņa.pdf"]));
+    assert_eq!(out["history"], 5);
     assert_eq!(out["search_found"], true);
     assert_eq!(
         out["report_after"].as_u64().unwrap(),

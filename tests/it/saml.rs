@@ -576,6 +576,13 @@ impl Setup {
         peers: Vec<String>,
     ) -> Value {
         let (ca, jar) = (self.ca(), self.dir.path().join(jar));
+        // `--opt=value`: a random identifier may begin with '-', which argparse would
+        // take for an option.
+        let name_id = format!("--name-id={}", signed_in["name_id"].as_str().unwrap());
+        let index = format!(
+            "--session-index={}",
+            signed_in["session_index"].as_str().unwrap()
+        );
         let mut args: Vec<&str> = vec![
             "--ca",
             &ca,
@@ -583,12 +590,10 @@ impl Setup {
             jar.to_str().unwrap(),
             "--binding",
             binding,
-            "--name-id",
-            signed_in["name_id"].as_str().unwrap(),
+            &name_id,
             "--name-id-format",
             signed_in["name_id_format"].as_str().unwrap(),
-            "--session-index",
-            signed_in["session_index"].as_str().unwrap(),
+            &index,
         ];
         for p in &peers {
             args.extend(["--peer", p.as_str()]);

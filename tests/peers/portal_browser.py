@@ -117,6 +117,14 @@ def main():
                 page.wait_for_selector(f"#case-state[data-state='{to}']")
                 states.append(to)
             out["states"] = states
+            # A document attached through the file picker.
+            doc = os.path.join(args.profile, "izziņa.pdf")
+            with open(doc, "wb") as f:
+                f.write(b"%PDF-1.4\n% Kopa browser test\n%%EOF\n")
+            page.set_input_files("#attachment", doc)
+            page.click("form:has(#attachment) button[type=submit]")
+            page.wait_for_selector("ul.attachments li")
+            out["attachments"] = page.locator("ul.attachments li a").all_inner_texts()
             out["history"] = page.locator("ol.history li").count()
             shot(page, "04-case-delivered")
 

@@ -142,15 +142,29 @@ impl Browser {
         body: &serde_json::Value,
         origin: Option<&str>,
     ) -> Resp {
+        let bytes = body.to_string().into_bytes();
+        self.send_body(method, path, "application/json", bytes, origin)
+            .await
+    }
+
+    /// Sends `body` of `content_type` by `method` to `path`, with `origin` (or none).
+    pub async fn send_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        origin: Option<&str>,
+    ) -> Resp {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.addr))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("user-agent", "kopa-tests/1.0");
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
-        let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
         self.send(req).await
     }
 

@@ -39,6 +39,9 @@ pub fn current_request_id() -> Option<String> {
 pub struct RequestLimits {
     /// Largest accepted body.
     pub max_body_bytes: u64,
+    /// Largest body of an upload: a `POST` to a path ending in `/attachments` (the one
+    /// naming convention of Kopa's upload endpoints). The route checks its own limit too.
+    pub upload_max_body_bytes: u64,
     /// Time allowed for reading the body and producing the response head.
     pub request_timeout: Duration,
 }
@@ -177,13 +180,18 @@ where
     // The path only: query strings carry codes and tokens that must never reach a log.
     let path = req.uri().path().to_owned();
     let version = req.version();
+    let max_body = if method == http::Method::POST && path.ends_with("/attachments") {
+        limits.upload_max_body_bytes.max(limits.max_body_bytes)
+    } else {
+        limits.max_body_bytes
+    };
 
     let declared_too_large = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limits.max_body_bytes);
+        .is_some_and(|n| n > max_body);
 
     let exceeded = Arc::new(AtomicBool::new(false));
     // Every log line written while serving this request carries its id.
@@ -204,7 +212,7 @@ where
                     parts.extensions.insert(PeerAddr(peer));
                     let body = LimitedBody {
                         inner: body,
-                        remaining: limits.max_body_bytes,
+                        remaining: max_body,
                         exceeded: exceeded.clone(),
                     };
                     let req = http::Request::from_parts(parts, body);

@@ -25,6 +25,8 @@ use warp::reply::Response;
 pub struct EdgeSettings {
     /// Largest request body.
     pub max_body_bytes: u64,
+    /// Largest upload (`POST …/attachments`); see `RequestLimits`.
+    pub upload_max_body_bytes: u64,
     /// Time to receive a request head (also bounds idle HTTP/1.1 keep-alive).
     pub header_read_timeout: Duration,
     /// Time to complete the TLS handshake.
@@ -44,6 +46,7 @@ impl EdgeSettings {
     pub fn from_config(c: &ServerConfig) -> Self {
         Self {
             max_body_bytes: c.max_body_bytes,
+            upload_max_body_bytes: c.max_body_bytes,
             header_read_timeout: Duration::from_secs(c.header_read_timeout_secs),
             tls_handshake_timeout: Duration::from_secs(c.tls_handshake_timeout_secs),
             request_timeout: Duration::from_secs(c.request_timeout_secs),
@@ -243,6 +246,7 @@ async fn serve_connection<S>(
     };
     let limits = RequestLimits {
         max_body_bytes: settings.max_body_bytes,
+        upload_max_body_bytes: settings.upload_max_body_bytes,
         request_timeout: settings.request_timeout,
     };
     let activity = Arc::new(Activity {

@@ -8,6 +8,7 @@
 //! are disclosed only by `POST /clients/{id}/unmask`, and only after the audit log holds
 //! the disclosure.
 
+use crate::attachment::Attachment;
 use crate::case::{Channel, State};
 use crate::catalogue::Service;
 use crate::client::{ClientView, NewClient};
@@ -33,6 +34,8 @@ use warp::{Filter, Rejection};
 #[derive(Debug)]
 pub struct Api {
     pub work: CaseWork,
+    /// Largest attachment, in bytes (`[portal] attachment_max_bytes`).
+    pub attachment_max_bytes: u64,
     pub audit: AuditLog,
     pub sso: Arc<Sso>,
     pub app: App,
@@ -76,6 +79,11 @@ impl From<WorkError> for ApiError {
             WorkError::Refused => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             WorkError::Invalid(m) => ApiError::new(ErrorCode::BadRequest, m),
             WorkError::ClientExists(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            WorkError::TooLarge(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            WorkError::Unaccepted(crate::attachment::Refused::Type(_)) => {
+                ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
+            }
+            WorkError::Unaccepted(_) => ApiError::new(ErrorCode::BadRequest, e.to_string()),
             WorkError::Store(inner) => {
                 tracing::error!(error = %inner, "portal database");
                 ApiError::new(
@@ -152,7 +160,7 @@ fn same_origin() -> impl Filter<Extract = (), Error = Rejection> + Clone {
 }
 
 /// A JSON body of at most 64 KiB, with serde's own message when it does not fit `T`.
-fn body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+fn body<T: DeserializeOwned + Send + 'static>() -> Part<T> {
     warp::header::optional::<String>("content-type")
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::bytes())
@@ -172,21 +180,21 @@ fn body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rej
             serde_json::from_slice::<T>(&bytes)
                 .map_err(|e| bad(format!("Invalid JSON body: {e}")).into_rejection())
         })
+        .boxed()
 }
 
 fn reply(answer: Answer) -> Reply {
     answer.unwrap_or_else(ApiError::into_response)
 }
 
+/// Appends one record of what the caller did; the answer waits until it is durable.
 async fn audit(
     api: &Api,
     c: &Caller,
-    category: Category,
-    action: &str,
-    outcome: Outcome,
+    event: AuditEvent,
     details: &[(&str, String)],
 ) -> Result<(), ApiError> {
-    let mut event = AuditEvent::new(category, action, outcome)
+    let mut event = event
         .user_resolved(c.viewer.subject.clone())
         .tenant(c.tenant.as_deref().and_then(|t| TenantId::new(t).ok()))
         .source_ip(c.ip)
@@ -204,32 +212,55 @@ async fn audit(
     })
 }
 
-/// Audits an administrative change and its outcome.
-async fn audited<T: Serialize>(
-    api: &Api,
-    c: &Caller,
-    action: &str,
-    subject: String,
-    result: Result<T, WorkError>,
-) -> Answer {
-    let outcome = if result.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    let mut details = vec![("object", subject)];
-    if let Err(e) = &result {
-        details.push((
-            "reason",
-            match e {
-                WorkError::Refused => "refused".to_owned(),
-                WorkError::Invalid(_) | WorkError::ClientExists(_) => "invalid".to_owned(),
-                WorkError::Store(_) => "unavailable".to_owned(),
-            },
-        ));
+/// The audit reason of a refused request.
+fn reason(e: &WorkError) -> &'static str {
+    match e {
+        WorkError::Refused => "refused",
+        WorkError::Store(_) => "unavailable",
+        WorkError::Invalid(_)
+        | WorkError::ClientExists(_)
+        | WorkError::TooLarge(_)
+        | WorkError::Unaccepted(_) => "invalid",
     }
-    audit(api, c, Category::Configuration, action, outcome, &details).await?;
-    result.map_err(ApiError::from).and_then(|_| no_content())
+}
+
+/// The record of `action` with the outcome of `result`.
+fn outcome_event<T>(category: Category, action: &str, result: &Result<T, WorkError>) -> AuditEvent {
+    match result {
+        Ok(_) => AuditEvent::new(category, action, Outcome::Success),
+        Err(e) => AuditEvent::new(category, action, Outcome::Failure).reason(reason(e)),
+    }
+}
+
+/// Makes an administrative change and records it. Both run in a task of their own, so a
+/// client that goes away cannot leave a change without its record; when the record
+/// cannot be written, the answer says the change was made.
+async fn audited<F>(
+    api: &Arc<Api>,
+    c: &Caller,
+    action: &'static str,
+    object: String,
+    change: F,
+) -> Answer
+where
+    F: std::future::Future<Output = Result<(), WorkError>> + Send + 'static,
+{
+    let (api, c) = (api.clone(), c.clone());
+    let done = tokio::spawn(async move {
+        let result = change.await;
+        let event = outcome_event(Category::Configuration, action, &result);
+        match audit(&api, &c, event, &[("object", object)]).await {
+            Ok(()) => result.map_err(ApiError::from),
+            Err(_) if result.is_ok() => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "The change was saved, but its audit record could not be written; tell the platform operators.",
+            )),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    done.map_err(|_| ApiError::new(ErrorCode::Internal, "The change failed."))?
+        .and_then(|()| no_content())
 }
 
 // ---- handlers -------------------------------------------------------------------------
@@ -258,8 +289,9 @@ async fn put_institution(api: Arc<Api>, c: Caller, id: String, i: Institution) -
     if i.id != id {
         return Err(bad("id: the body's id must be the one in the path"));
     }
-    let result = api.work.put_institution(&c.viewer, i).await;
-    audited(&api, &c, "portal-institution-put", id, result).await
+    let (work, v) = (api.work.clone(), c.viewer.clone());
+    let change = async move { work.put_institution(&v, i).await };
+    audited(&api, &c, "portal-institution-put", id, change).await
 }
 
 /// Every customer service centre.
@@ -277,8 +309,9 @@ async fn put_centre(api: Arc<Api>, c: Caller, id: String, centre: Centre) -> Ans
     if centre.id != id {
         return Err(bad("id: the body's id must be the one in the path"));
     }
-    let result = api.work.put_centre(&c.viewer, centre).await;
-    audited(&api, &c, "portal-centre-put", id, result).await
+    let (work, v) = (api.work.clone(), c.viewer.clone());
+    let change = async move { work.put_centre(&v, centre).await };
+    audited(&api, &c, "portal-centre-put", id, change).await
 }
 
 /// Who works at which centre (what the caller administers).
@@ -293,8 +326,9 @@ async fn staff(api: Arc<Api>, c: Caller) -> Answer {
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn put_staff(api: Arc<Api>, c: Caller, a: Assignment) -> Answer {
     let subject = a.subject.clone();
-    let result = api.work.put_assignment(&c.viewer, a).await;
-    audited(&api, &c, "portal-staff-put", subject, result).await
+    let (work, v) = (api.work.clone(), c.viewer.clone());
+    let change = async move { work.put_assignment(&v, a).await };
+    audited(&api, &c, "portal-staff-put", subject, change).await
 }
 
 /// The service catalogue.
@@ -312,8 +346,9 @@ async fn put_service(api: Arc<Api>, c: Caller, code: String, s: Service) -> Answ
     if s.code != code {
         return Err(bad("code: the body's code must be the one in the path"));
     }
-    let result = api.work.put_service(&c.viewer, s).await;
-    audited(&api, &c, "portal-service-put", code, result).await
+    let (work, v) = (api.work.clone(), c.viewer.clone());
+    let change = async move { work.put_service(&v, s).await };
+    audited(&api, &c, "portal-service-put", code, change).await
 }
 
 /// A client search.
@@ -330,6 +365,9 @@ struct ClientQuery {
 #[utoipa::path(get, path = "/api/portal/clients", tag = "clients", params(ClientQuery),
     responses((status = 200, body = [ClientView]), (status = 401, body = ErrorBody)))]
 async fn search_clients(api: Arc<Api>, c: Caller, q: ClientQuery) -> Answer {
+    if q.q.chars().count() > 200 {
+        return Err(bad("q: at most 200 characters"));
+    }
     ok(&api
         .work
         .search_clients(&c.viewer, &q.q, q.limit.unwrap_or(50))
@@ -367,20 +405,8 @@ struct Unmasked {
     responses((status = 200, body = Unmasked), (status = 403, body = ErrorBody)))]
 async fn unmask(api: Arc<Api>, c: Caller, id: u64) -> Answer {
     let result = api.work.unmask(&c.viewer, id).await;
-    let outcome = if result.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    audit(
-        &api,
-        &c,
-        Category::Database,
-        "personal-code-unmask",
-        outcome,
-        &[("client", id.to_string())],
-    )
-    .await?;
+    let event = outcome_event(Category::Database, "personal-code-unmask", &result);
+    audit(&api, &c, event, &[("client", id.to_string())]).await?;
     ok(&Unmasked { id, code: result? })
 }
 
@@ -428,7 +454,14 @@ impl ListQuery {
         };
         let states = match self.state.as_deref() {
             None | Some("") => Vec::new(),
-            Some(list) => list.split(',').map(parse_state).collect::<Result<_, _>>()?,
+            Some(list) => {
+                let mut states: Vec<State> =
+                    list.split(',').map(parse_state).collect::<Result<_, _>>()?;
+                // Eight states at most, however often they are named.
+                states.sort_by_key(|s| *s as u8);
+                states.dedup();
+                states
+            }
         };
         if self.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
             return Err(bad("q: at most 200 characters"));
@@ -531,6 +564,99 @@ async fn assign(api: Arc<Api>, c: Caller, id: u64, a: Assignee) -> Answer {
     ok(&api.work.assign(&c.viewer, id, a.assignee).await?)
 }
 
+/// Where an upload goes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Upload {
+    /// The file's name.
+    name: String,
+}
+
+/// An upload: the file name, its declared media type and its bytes.
+type UploadParts = (Upload, Option<String>, bytes::Bytes);
+
+/// Attaches a file to a case: the body is the file, `Content-Type` its type (PDF, PNG,
+/// JPEG, plain text, ODT or DOCX, checked against the content), at most
+/// `[portal] attachment_max_bytes`.
+#[utoipa::path(post, path = "/api/portal/cases/{id}/attachments", tag = "cases",
+    params(("id" = u64, Path, description = "case number"), Upload),
+    request_body(content = Vec<u8>, content_type = "application/pdf", description = "the file"),
+    responses((status = 201, body = Attachment), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+async fn attach(api: Arc<Api>, c: Caller, id: u64, (up, ct, bytes): UploadParts) -> Answer {
+    let declared = ct.unwrap_or_default();
+    let a = api
+        .work
+        .attach(
+            &c.viewer,
+            id,
+            up.name,
+            &declared,
+            bytes.to_vec(),
+            api.attachment_max_bytes,
+        )
+        .await?;
+    Ok(json(StatusCode::CREATED, &a))
+}
+
+/// `filename*` of RFC 6266 / 8187: UTF-8, percent-encoded.
+fn filename_star(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The name for clients that ignore `filename*`: ASCII letters, digits and `.-_ `.
+fn ascii_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Downloads an attachment, checked against its recorded SHA-256 (`Repr-Digest`).
+#[utoipa::path(get, path = "/api/portal/cases/{id}/attachments/{n}", tag = "cases",
+    params(("id" = u64, Path, description = "case number"), ("n" = u64, Path, description = "attachment number")),
+    responses((status = 200, description = "the file, as an attachment", body = Vec<u8>), (status = 403, body = ErrorBody)))]
+async fn download(api: Arc<Api>, c: Caller, (id, n): (u64, u64)) -> Answer {
+    let (meta, bytes) = api.work.attachment(&c.viewer, id, n).await?;
+    let mut r = Response::new(bytes.into());
+    let h = r.headers_mut();
+    let value = |s: String| {
+        HeaderValue::from_str(&s)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+    };
+    h.insert(header::CONTENT_TYPE, value(meta.media_type.clone()));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        value(format!(
+            "attachment; filename=\"{}\"; filename*=UTF-8''{}",
+            ascii_name(&meta.name),
+            filename_star(&meta.name)
+        )),
+    );
+    // Never rendered as a page of ours, even if opened directly.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(raw) = hex::decode(&meta.sha256) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        h.insert("repr-digest", value(format!("sha-256=:{b64}:")));
+    }
+    Ok(r)
+}
+
 /// The caller's saved filters.
 #[utoipa::path(get, path = "/api/portal/filters", tag = "cases",
     responses((status = 200, body = [SavedFilter])))]
@@ -586,6 +712,16 @@ pub fn day_start(date: &str) -> Option<u64> {
         || !(1..=12).contains(&m)
         || !(1..=31).contains(&d)
     {
+        return None;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if d > days_in_month {
         return None;
     }
     let (y, mp) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
@@ -677,7 +813,7 @@ struct ErrorBody {
     info(title = "Kopa portal API", description = "VPVKAC case work: organisation, catalogue, clients, cases, reports. Every call needs the portal's SSO session cookie; writes need a same-origin JSON body."),
     paths(me, institutions, put_institution, centres, put_centre, staff, put_staff, services,
         put_service, search_clients, add_client, client, unmask, list_cases, register, case,
-        move_case, add_note, assign, filters, put_filter, delete_filter, reports),
+        move_case, add_note, assign, attach, download, filters, put_filter, delete_filter, reports),
     components(schemas(Dimension, Channel, State)),
     tags((name = "portal"), (name = "organisation"), (name = "catalogue"), (name = "clients"),
         (name = "cases"), (name = "reports"))
@@ -694,19 +830,11 @@ pub fn openapi_json() -> String {
 
 // ---- routes ---------------------------------------------------------------------------
 
-/// `GET` routes whose handler needs only the caller.
-macro_rules! route {
-    ($api:expr, $filter:expr, $handler:ident) => {
-        handle(&$api, $filter.map(|| ()).boxed(), |api, c, ()| {
-            $handler(api, c)
-        })
-    };
-}
-
 type Route = warp::filters::BoxedFilter<(Reply,)>;
+type Part<T> = warp::filters::BoxedFilter<(T,)>;
 
 /// A query string of type `Q`, with serde's own message when it does not fit.
-fn query<Q: DeserializeOwned + Send>() -> impl Filter<Extract = (Q,), Error = Rejection> + Clone {
+fn query<Q: DeserializeOwned + Send + 'static>() -> Part<Q> {
     warp::query::raw()
         .or(warp::any().map(String::new))
         .unify()
@@ -714,141 +842,33 @@ fn query<Q: DeserializeOwned + Send>() -> impl Filter<Extract = (Q,), Error = Re
             serde_urlencoded::from_str::<Q>(&raw)
                 .map_err(|e| bad(format!("Invalid query: {e}")).into_rejection())
         })
+        .boxed()
 }
 
-/// Runs a handler for a signed-in caller with one more extracted value.
-fn handle<T, F, Fut>(api: &Arc<Api>, filter: warp::filters::BoxedFilter<(T,)>, h: F) -> Route
+/// Nothing more from the request.
+fn nothing() -> Part<()> {
+    warp::any().map(|| ()).boxed()
+}
+
+/// A route: `before` (path, method, origin) picks it, then the caller must be signed in,
+/// and only then is `after` (query, body) read, so a stranger gets 401 whatever they
+/// send and never has a body buffered.
+fn route<T, U, F, Fut>(api: &Arc<Api>, before: Part<T>, after: Part<U>, h: F) -> Route
 where
     T: Send + 'static,
-    F: Fn(Arc<Api>, Caller, T) -> Fut + Clone + Send + Sync + 'static,
+    U: Send + 'static,
+    F: Fn(Arc<Api>, Caller, T, U) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Answer> + Send + 'static,
 {
-    let api = api.clone();
-    filter
+    let api2 = api.clone();
+    before
         .and(caller(api.clone()))
-        .then(move |t: T, c: Caller| {
-            let (api, h) = (api.clone(), h.clone());
-            async move { reply(h(api, c, t).await) }
+        .and(after)
+        .then(move |t: T, c: Caller, u: U| {
+            let (api, h) = (api2.clone(), h.clone());
+            async move { reply(h(api, c, t, u).await) }
         })
         .boxed()
-}
-
-fn with_query<Q, F, Fut>(api: &Arc<Api>, filter: warp::filters::BoxedFilter<()>, h: F) -> Route
-where
-    Q: DeserializeOwned + Send + 'static,
-    F: Fn(Arc<Api>, Caller, Q) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    // The caller is checked before the query, so a stranger gets 401 whatever they send.
-    let api2 = api.clone();
-    let api = api.clone();
-    filter
-        .and(caller(api2))
-        .and(query::<Q>())
-        .then(move |c: Caller, q: Q| {
-            let (api, h) = (api.clone(), h.clone());
-            async move { reply(h(api, c, q).await) }
-        })
-        .boxed()
-}
-
-fn with_body<B, F, Fut>(api: &Arc<Api>, filter: warp::filters::BoxedFilter<()>, h: F) -> Route
-where
-    B: DeserializeOwned + Send + 'static,
-    F: Fn(Arc<Api>, Caller, B) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    let api2 = api.clone();
-    let api = api.clone();
-    filter
-        .and(caller(api2))
-        .and(body::<B>())
-        .then(move |c: Caller, b: B| {
-            let (api, h) = (api.clone(), h.clone());
-            async move { reply(h(api, c, b).await) }
-        })
-        .boxed()
-}
-
-fn get_id(segment: &'static str) -> warp::filters::BoxedFilter<(u64,)> {
-    p(segment)
-        .and(warp::path::param::<u64>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .boxed()
-}
-
-fn by_id<F, Fut>(api: &Arc<Api>, filter: warp::filters::BoxedFilter<(u64,)>, h: F) -> Route
-where
-    F: Fn(Arc<Api>, Caller, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    handle(api, filter, h)
-}
-
-/// A write to `segment` by `method`, from our own origin.
-fn write(
-    segment: warp::filters::BoxedFilter<()>,
-    method: impl Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
-) -> warp::filters::BoxedFilter<()> {
-    segment
-        .and(warp::path::end())
-        .and(method)
-        .and(same_origin())
-        .boxed()
-}
-
-/// `PUT /api/portal/<segment>/<key>` with a JSON body.
-fn keyed_body<B, F, Fut>(api: &Arc<Api>, segment: &'static str, h: F) -> Route
-where
-    B: DeserializeOwned + Send + 'static,
-    F: Fn(Arc<Api>, Caller, String, B) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    let filter = p(segment)
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::put())
-        .and(same_origin())
-        .and(body::<B>())
-        .map(|k: String, b: B| (k, b))
-        .boxed();
-    handle(api, filter, move |api, c, (k, b)| h(api, c, k, b))
-}
-
-/// `POST /api/portal/<segment>/<id>/<action>` without a body.
-fn id_action<F, Fut>(api: &Arc<Api>, segment: &'static str, action: &'static str, h: F) -> Route
-where
-    F: Fn(Arc<Api>, Caller, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    let filter = p(segment)
-        .and(warp::path::param::<u64>())
-        .and(warp::path(action))
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(same_origin())
-        .boxed();
-    handle(api, filter, h)
-}
-
-/// `POST /api/portal/cases/<id>/<action>` with a JSON body.
-fn id_body<B, F, Fut>(api: &Arc<Api>, action: &'static str, h: F) -> Route
-where
-    B: DeserializeOwned + Send + 'static,
-    F: Fn(Arc<Api>, Caller, u64, B) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
-{
-    let filter = p("cases")
-        .and(warp::path::param::<u64>())
-        .and(warp::path(action))
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(same_origin())
-        .and(body::<B>())
-        .map(|id: u64, b: B| (id, b))
-        .boxed();
-    handle(api, filter, move |api, c, (id, b)| h(api, c, id, b))
 }
 
 fn p(segment: &'static str) -> warp::filters::BoxedFilter<()> {
@@ -858,51 +878,153 @@ fn p(segment: &'static str) -> warp::filters::BoxedFilter<()> {
         .boxed()
 }
 
+/// `GET /api/portal/<segment>`.
+fn get(segment: &'static str) -> Part<()> {
+    p(segment)
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|| ())
+        .boxed()
+}
+
+/// `GET /api/portal/<segment>/<id>`.
+fn get_id(segment: &'static str) -> Part<u64> {
+    p(segment)
+        .and(warp::path::param::<u64>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .boxed()
+}
+
+/// A write to `/api/portal/<segment>` by `method`, from our own origin.
+fn write(
+    segment: &'static str,
+    method: impl Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+) -> Part<()> {
+    p(segment)
+        .and(warp::path::end())
+        .and(method)
+        .and(same_origin())
+        .map(|| ())
+        .boxed()
+}
+
+/// `PUT /api/portal/<segment>/<key>` from our own origin.
+fn put_key(segment: &'static str) -> Part<String> {
+    p(segment)
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::put())
+        .and(same_origin())
+        .boxed()
+}
+
+/// `POST /api/portal/<segment>/<id>/<action>` from our own origin.
+fn post_action(segment: &'static str, action: &'static str) -> Part<u64> {
+    p(segment)
+        .and(warp::path::param::<u64>())
+        .and(warp::path(action))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(same_origin())
+        .boxed()
+}
+
+/// An upload's query, declared type and bytes.
+fn upload_parts() -> Part<UploadParts> {
+    query::<Upload>()
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::bytes())
+        .map(|up: Upload, ct: Option<String>, b: bytes::Bytes| (up, ct, b))
+        .boxed()
+}
+
 /// All routes of the API, and the OpenAPI document.
 pub fn routes(api: Arc<Api>) -> Route {
-    let get = |s| p(s).and(warp::path::end()).and(warp::get()).boxed();
-    let read: Vec<Route> = vec![
-        route!(api, get("me"), me),
-        route!(api, get("institutions"), institutions),
-        route!(api, get("centres"), centres),
-        route!(api, get("staff"), staff),
-        route!(api, get("services"), services),
-        route!(api, get("filters"), filters),
+    let a = &api;
+    let all: Vec<Route> = vec![
+        route(a, get("me"), nothing(), |api, c, (), ()| me(api, c)),
+        route(a, get("institutions"), nothing(), |api, c, (), ()| {
+            institutions(api, c)
+        }),
+        route(a, get("centres"), nothing(), |api, c, (), ()| {
+            centres(api, c)
+        }),
+        route(a, get("staff"), nothing(), |api, c, (), ()| staff(api, c)),
+        route(a, get("services"), nothing(), |api, c, (), ()| {
+            services(api, c)
+        }),
+        route(a, get("filters"), nothing(), |api, c, (), ()| {
+            filters(api, c)
+        }),
+        route(a, get("clients"), query(), |api, c, (), q| {
+            search_clients(api, c, q)
+        }),
+        route(a, get("cases"), query(), |api, c, (), q| {
+            list_cases(api, c, q)
+        }),
+        route(a, get("reports"), query(), |api, c, (), q| {
+            reports(api, c, q)
+        }),
+        route(
+            a,
+            write("filters", warp::delete()),
+            query(),
+            |api, c, (), q| delete_filter(api, c, q),
+        ),
+        route(a, get_id("clients"), nothing(), |api, c, id, ()| {
+            client(api, c, id)
+        }),
+        route(a, get_id("cases"), nothing(), |api, c, id, ()| {
+            case(api, c, id)
+        }),
+        route(a, write("staff", warp::put()), body(), |api, c, (), b| {
+            put_staff(api, c, b)
+        }),
+        route(a, write("filters", warp::put()), body(), |api, c, (), b| {
+            put_filter(api, c, b)
+        }),
+        route(
+            a,
+            write("clients", warp::post()),
+            body(),
+            |api, c, (), b| add_client(api, c, b),
+        ),
+        route(a, write("cases", warp::post()), body(), |api, c, (), b| {
+            register(api, c, b)
+        }),
+        route(a, put_key("institutions"), body(), put_institution),
+        route(a, put_key("centres"), body(), put_centre),
+        route(a, put_key("services"), body(), put_service),
+        route(
+            a,
+            post_action("clients", "unmask"),
+            nothing(),
+            |api, c, id, ()| unmask(api, c, id),
+        ),
+        route(a, post_action("cases", "moves"), body(), move_case),
+        route(a, post_action("cases", "notes"), body(), add_note),
+        route(a, post_action("cases", "assignee"), body(), assign),
+        route(
+            a,
+            post_action("cases", "attachments"),
+            upload_parts(),
+            attach,
+        ),
+        route(
+            a,
+            p("cases")
+                .and(warp::path::param::<u64>())
+                .and(warp::path("attachments"))
+                .and(warp::path::param::<u64>())
+                .and(warp::path::end())
+                .and(warp::get())
+                .map(|id: u64, n: u64| (id, n))
+                .boxed(),
+            nothing(),
+            |api, c, at, ()| download(api, c, at),
+        ),
     ];
-    let mut all = read;
-    all.push(with_query(&api, get("clients"), search_clients));
-    all.push(with_query(&api, get("cases"), list_cases));
-    all.push(with_query(&api, get("reports"), reports));
-    all.push(with_query(
-        &api,
-        p("filters")
-            .and(warp::path::end())
-            .and(warp::delete())
-            .and(same_origin())
-            .boxed(),
-        delete_filter,
-    ));
-    all.push(by_id(&api, get_id("clients"), client));
-    all.push(by_id(&api, get_id("cases"), case));
-    all.push(with_body(&api, write(p("staff"), warp::put()), put_staff));
-    all.push(with_body(
-        &api,
-        write(p("filters"), warp::put()),
-        put_filter,
-    ));
-    all.push(with_body(
-        &api,
-        write(p("clients"), warp::post()),
-        add_client,
-    ));
-    all.push(with_body(&api, write(p("cases"), warp::post()), register));
-    all.push(keyed_body(&api, "institutions", put_institution));
-    all.push(keyed_body(&api, "centres", put_centre));
-    all.push(keyed_body(&api, "services", put_service));
-    all.push(id_action(&api, "clients", "unmask", unmask));
-    all.push(id_body(&api, "moves", move_case));
-    all.push(id_body(&api, "notes", add_note));
-    all.push(id_body(&api, "assignee", assign));
     let doc = warp::path("api")
         .and(warp::path("openapi.json"))
         .and(warp::path::end())
@@ -981,6 +1103,8 @@ mod tests {
         assert_eq!(day_start("2024-03-01"), Some(1_709_251_200_000));
         assert_eq!(day_start("2026-13-01"), None);
         assert_eq!(day_start("2026-1"), None);
+        assert_eq!(day_start("2026-02-29"), None);
+        assert!(day_start("2024-02-29").is_some());
         assert_eq!(crate::index::year_month(1_795_737_600_000), (2026, 11));
         assert_eq!(crate::index::year_month(1_709_251_200_000 - 1), (2024, 2));
     }

@@ -299,32 +299,62 @@ impl Index {
         })
     }
 
-    /// Case `id` as the API shows it.
-    pub(crate) fn row_view(&self, id: u64, now: u64) -> Option<CaseView> {
-        let r = self.row(id)?;
-        let service = self.strings.name(r.service).to_owned();
+    /// A stored case as the API shows it (names of its service and client from here).
+    pub(crate) fn case_view(&self, c: &CaseRecord, now: u64) -> CaseView {
         let service_name = self
-            .service_names
-            .get(&r.service)
+            .strings
+            .get(&c.service)
+            .and_then(|id| self.service_names.get(&id))
             .cloned()
             .unwrap_or_else(|| Bilingual {
-                lv: service.clone(),
-                en: service.clone(),
+                lv: c.service.clone(),
+                en: c.service.clone(),
             });
-        Some(CaseView {
-            id,
-            service,
+        let due = c
+            .deadline_days
+            .map(|d| c.stages.registered + u64::from(d) * DAY_MS);
+        CaseView {
+            id: c.id,
+            service: c.service.clone(),
             service_name,
-            owner: self.strings.name(r.owner).to_owned(),
-            centre: self.strings.name(r.centre).to_owned(),
+            owner: c.owner.clone(),
+            centre: c.centre.clone(),
+            channel: c.channel,
+            client: c.client.and_then(|id| self.client_view(id)),
+            assignee: c.assignee.clone(),
+            state: c.state,
+            stages: c.stages,
+            due,
+            indicators: c.stages.indicators(c.deadline_days, now),
+        }
+    }
+
+    /// Case `id` as the API shows it, from its row.
+    pub(crate) fn row_view(&self, id: u64, now: u64) -> Option<CaseView> {
+        let r = self.row(id)?;
+        let name = |n: u32| self.strings.name(n).to_owned();
+        let record = CaseRecord {
+            id,
+            service: name(r.service),
+            owner: name(r.owner),
+            centre: name(r.centre),
             channel: r.channel,
-            client: opt(r.client).and_then(|c| self.client_view(c)),
-            assignee: (r.assignee != NONE).then(|| self.strings.name(r.assignee).to_owned()),
+            client: opt(r.client),
+            assignee: (r.assignee != NONE).then(|| name(r.assignee)),
             state: r.state,
             stages: r.stages(),
-            due: r.due(),
-            indicators: r.indicators(now),
-        })
+            deadline_days: r.deadline(),
+        };
+        Some(self.case_view(&record, now))
+    }
+
+    /// The client whose whole code (a personal code or a registration number, in any
+    /// accepted spelling) is `code`.
+    pub(crate) fn client_by_any_code(&self, code: &str) -> Option<u64> {
+        [ClientKind::Natural, ClientKind::Legal]
+            .iter()
+            .filter_map(|k| client::normalise_code(*k, code).ok())
+            .find_map(|c| self.client_codes.get(&c).copied())
     }
 
     pub(crate) fn row(&self, id: u64) -> Option<&Row> {
@@ -334,15 +364,12 @@ impl Index {
             .map(|i| &self.rows[i])
     }
 
-    fn word(&self, w: &str) -> Word {
+    fn word(&self, w: &str, codes: bool) -> Word {
         let mut clients: HashSet<u64> = HashSet::new();
-        // A whole code (with or without its hyphen) names one client.
-        for kind in [ClientKind::Natural, ClientKind::Legal] {
-            if let Ok(code) = client::normalise_code(kind, w)
-                && let Some(&id) = self.client_codes.get(&code)
-            {
-                clients.insert(id);
-            }
+        // A whole code (with or without its hyphen) names one client, for those who may
+        // see whole codes: for anyone else, matching would confirm a guessed code.
+        if codes && let Some(id) = self.client_by_any_code(w) {
+            clients.insert(id);
         }
         if w.chars().count() >= 2 {
             for ids in with_prefix(&self.client_words, w) {
@@ -366,7 +393,7 @@ impl Index {
 
     /// The words of a query: letters and digits, folded; a personal code with its hyphen
     /// stays one word.
-    fn query_words(&self, text: &str) -> Vec<Word> {
+    fn query_words(&self, text: &str, codes: bool) -> Vec<Word> {
         text.split_whitespace()
             .flat_map(|part| {
                 let code = [ClientKind::Natural, ClientKind::Legal]
@@ -383,7 +410,7 @@ impl Index {
                 }
             })
             .take(8)
-            .map(|w| self.word(&w))
+            .map(|w| self.word(&w, codes))
             .collect()
     }
 
@@ -399,7 +426,7 @@ impl Index {
         let words = f
             .text
             .as_deref()
-            .map(|t| self.query_words(t))
+            .map(|t| self.query_words(t, v.may_unmask()))
             .unwrap_or_default();
         let matches = |r: &Row| -> bool {
             if !scope.sees(r) {
@@ -479,20 +506,16 @@ impl Index {
     /// every word, and the client whose whole code was typed (front office may find any
     /// client by the code the client shows them).
     pub(crate) fn search_clients(&self, v: &Viewer, text: &str, limit: usize) -> Vec<u64> {
-        let words = self.query_words(text);
+        let words = self.query_words(text, v.may_unmask());
         let Some(first) = words.first() else {
             return Vec::new();
         };
-        let front = v.roles.contains(&Role::Specialist) || v.roles.contains(&Role::Supervisor);
+        let front = v.may_unmask()
+            && (v.roles.contains(&Role::Specialist) || v.roles.contains(&Role::Supervisor));
         let scope = self.scope(v);
         let by_code: Vec<u64> = text
             .split_whitespace()
-            .filter_map(|p| {
-                [ClientKind::Natural, ClientKind::Legal]
-                    .iter()
-                    .find_map(|k| client::normalise_code(*k, p).ok())
-            })
-            .filter_map(|code| self.client_codes.get(&code).copied())
+            .filter_map(|p| self.client_by_any_code(p))
             .collect();
         let mut found: Vec<u64> = first
             .clients

@@ -5,11 +5,13 @@
 //! - [`catalogue`]: services, their owners, channels and deadlines;
 //! - [`org`]: institutions, customer service centres, who works where;
 //! - [`client`] and [`person`]: clients, personal codes (masked), diacritic folding;
+//! - [`attachment`]: what may be attached to a case, checked by content;
 //! - [`report`]: medians, 90th percentiles, deadline compliance, CSV;
 //! - [`work`]: all of it stored, with every read and write scoped by the caller;
 //! - [`index`]: the in-memory view that lists, searches and reports read;
 //! - [`http`]: the HTTP API under `/api/portal` and its OpenAPI document.
 
+pub mod attachment;
 pub mod case;
 pub mod catalogue;
 pub mod client;
@@ -35,6 +37,11 @@ pub static SCHEMA: Schema = Schema {
             version: 2,
             description: "institutions, centres, staff, clients, saved filters; case history in its own table",
             apply: work::organisation_and_clients,
+        },
+        Migration {
+            version: 3,
+            description: "case attachments",
+            apply: work::attachments_tables,
         },
     ],
 };

@@ -8,12 +8,14 @@
 //! Every write is one durable redb transaction; lists, searches and reports read the
 //! in-memory [`Index`] that follows the database.
 
+use crate::attachment::{self, Attachment};
 use crate::case::{self, Channel, Indicators, Stages, State};
 use crate::catalogue::{self, Bilingual, Service};
 use crate::client::{ClientRecord, ClientView, NewClient};
 use crate::index::{Dimension, Filter, Index};
 use crate::org::{Assignment, Centre, Institution};
 use crate::report::Summary;
+use base64::Engine;
 use kopa_core::{Clock, Role};
 use kopa_store::{Store, StoreError, Table, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,10 @@ pub(crate) const INSTITUTIONS: Table<String, Institution> = Table::new("institut
 pub(crate) const CENTRES: Table<String, Centre> = Table::new("centres");
 /// Where staff work, by subject.
 pub(crate) const STAFF: Table<String, Assignment> = Table::new("staff");
+/// Attachments of a case, by (case, number).
+pub(crate) const ATTACHMENTS: Table<(u64, u64), Attachment> = Table::new("attachments");
+/// Their bytes (base64), by (case, number).
+pub(crate) const ATTACHMENT_DATA: Table<(u64, u64), String> = Table::new("attachment_data");
 /// Saved list filters, by (subject, name).
 pub(crate) const FILTERS: Table<(String, String), SavedFilter> = Table::new("filters");
 
@@ -92,6 +98,12 @@ pub(crate) fn organisation_and_clients(txn: &WriteTxn<'_>) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Migration 3: case attachments.
+pub(crate) fn attachments_tables(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
+    txn.open_table(&ATTACHMENTS)?;
+    txn.open_table(&ATTACHMENT_DATA)
+}
+
 /// Who is asking: their roles, the customer service centres they work at and the
 /// institutions whose services they own (built from the SSO session and the staff
 /// record by [`CaseWork::viewer`]).
@@ -126,9 +138,26 @@ impl Viewer {
     }
 
     /// Whether this caller may see clients' whole personal codes (those who serve or
-    /// decide for them; not administrators).
+    /// decide for them; never a platform administrator, whatever else they hold).
     pub fn may_unmask(&self) -> bool {
-        self.front_office() || self.has(Role::ServiceOwner)
+        (self.front_office() || self.has(Role::ServiceOwner)) && !self.has(Role::PlatformAdmin)
+    }
+
+    /// The caller's roles that act on `case`: front-office roles at the case's centre,
+    /// service owner for the owning institution. Seeing a case through another role
+    /// (or the platform) gives no right to change it.
+    pub fn roles_for(&self, case: &CaseRecord) -> Vec<Role> {
+        let at_centre = self.centres.contains(&case.centre);
+        let owns = self.institutions.contains(&case.owner);
+        self.roles
+            .iter()
+            .copied()
+            .filter(|r| match r {
+                Role::Specialist | Role::Supervisor => at_centre,
+                Role::ServiceOwner => owns,
+                _ => false,
+            })
+            .collect()
     }
 }
 
@@ -148,6 +177,8 @@ pub enum Event {
     Note { text: String },
     /// It was given to someone (or to nobody).
     Assigned { to: Option<String> },
+    /// A file was attached.
+    Attached { n: u64, name: String },
 }
 
 /// One change in a case's life.
@@ -205,6 +236,7 @@ pub struct CaseDetail {
     pub case: CaseView,
     pub history: Vec<HistoryEntry>,
     pub next_states: Vec<State>,
+    pub attachments: Vec<Attachment>,
 }
 
 /// A request to register a case.
@@ -217,6 +249,10 @@ pub struct NewCase {
     /// The client, registered before.
     #[serde(default)]
     pub client: Option<u64>,
+    /// Or the client's whole code, as the client shows it (front office may register a
+    /// case for any client whose code they are shown).
+    #[serde(default)]
+    pub client_code: Option<String>,
     /// When the client began to apply (milliseconds), if before registration.
     #[serde(default)]
     pub request_started: Option<u64>,
@@ -261,6 +297,12 @@ pub enum WorkError {
     /// The request itself is wrong (the message says how).
     #[error("{0}")]
     Invalid(String),
+    /// The upload is larger than the limit (in bytes).
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The upload's type or content is not accepted.
+    #[error("{0}")]
+    Unaccepted(attachment::Refused),
     /// A client with this code is already registered (its number).
     #[error("a client with this code is already registered as number {0}")]
     ClientExists(u64),
@@ -319,9 +361,13 @@ fn load_chunked<V: serde::de::DeserializeOwned>(
         let Some((last, _)) = chunk.last() else {
             return Ok(());
         };
-        from = last + 1;
+        let done = *last == u64::MAX;
+        from = last.saturating_add(1);
         for (_, v) in chunk {
             each(v);
+        }
+        if done {
+            return Ok(());
         }
     }
 }
@@ -366,7 +412,7 @@ impl CaseWork {
         let (store, index, writer) = (self.store.clone(), self.index.clone(), self.writer.clone());
         tokio::task::spawn_blocking(move || {
             let _turn = writer.lock().unwrap_or_else(|e| e.into_inner());
-            let (value, changes) = store.write_blocking(f)??;
+            let (value, changes) = store.write_or_abort(f)??;
             let mut index = index.write().unwrap_or_else(|e| e.into_inner());
             for change in changes {
                 match change {
@@ -496,12 +542,17 @@ impl CaseWork {
                     .filter(|(_, c)| v.administers(&c.institution))
                     .map(|(id, _)| id)
                     .collect();
+                let platform = v.has(Role::PlatformAdmin);
                 Ok(txn
                     .iter(&STAFF)?
                     .into_iter()
-                    .map(|(_, a)| a)
-                    .filter(|a| {
-                        v.has(Role::PlatformAdmin) || a.centres.iter().any(|c| mine.contains(c))
+                    .filter_map(|(_, mut a)| {
+                        // Another institution's centres of shared staff are not theirs
+                        // to see.
+                        if !platform {
+                            a.centres.retain(|c| mine.contains(c));
+                        }
+                        (!a.centres.is_empty()).then_some(a)
                     })
                     .collect())
             })
@@ -512,6 +563,9 @@ impl CaseWork {
     /// Sets the centres a person works at. A tenant administrator may add or remove only
     /// centres their institution runs.
     pub async fn put_assignment(&self, v: &Viewer, a: Assignment) -> Result<(), WorkError> {
+        if !(v.has(Role::PlatformAdmin) || v.has(Role::TenantAdmin)) {
+            return Err(WorkError::Refused);
+        }
         a.validate().map_err(bad)?;
         let v = v.clone();
         self.commit(move |txn| {
@@ -587,15 +641,17 @@ impl CaseWork {
         }
         let code = new.normalised_code().map_err(bad)?;
         let now = self.now();
-        let existing = self
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .client_by_code(&code);
-        if let Some(id) = existing {
-            return Err(WorkError::ClientExists(id));
-        }
+        // Checked inside the commit: under the writers' lock the index holds every
+        // client committed before, so two desks cannot both add the same person.
+        let index = self.index.clone();
         self.commit(move |txn| {
+            let existing = index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .client_by_code(&code);
+            if let Some(id) = existing {
+                return Ok(Err(WorkError::ClientExists(id)));
+            }
             let id = txn.get(&COUNTERS, &"client".to_owned())?.unwrap_or(0) + 1;
             txn.insert(&COUNTERS, &"client".to_owned(), &id)?;
             let record = ClientRecord {
@@ -637,6 +693,7 @@ impl CaseWork {
         if !v.may_unmask() {
             return Err(WorkError::Refused);
         }
+        // Only through the roles that serve the client (may_unmask excludes the platform).
         Ok(self.client_record(v, id).await?.code)
     }
 
@@ -669,7 +726,16 @@ impl CaseWork {
         if new.request_started.is_some_and(|s| s > now) {
             return Err(bad("request_started: must not be in the future"));
         }
-        if let Some(client) = new.client {
+        let mut new = new;
+        if let Some(code) = new.client_code.take() {
+            if new.client.is_some() {
+                return Err(bad("client_code: give client or client_code, not both"));
+            }
+            let found = self
+                .with_index(move |ix| ix.client_by_any_code(&code))
+                .await?;
+            new.client = Some(found.ok_or_else(|| bad("client_code: no client with this code"))?);
+        } else if let Some(client) = new.client {
             let viewer = v.clone();
             // A client the caller cannot see is as good as none.
             let known = self
@@ -735,29 +801,37 @@ impl CaseWork {
 
     async fn view(&self, record: CaseRecord) -> Result<CaseView, WorkError> {
         let now = self.now();
-        self.with_index(move |ix| ix.row_view(record.id, now))
-            .await?
-            .ok_or(WorkError::Refused)
+        self.with_index(move |ix| ix.case_view(&record, now)).await
     }
 
     /// Case `id` with its history, if the caller may see it.
     pub async fn get(&self, v: &Viewer, id: u64) -> Result<CaseDetail, WorkError> {
-        let (found, history) = self
+        let (found, history, attachments) = self
             .store
-            .read(move |txn| Ok((txn.get(&CASES, &id)?, txn.scan_prefix(&HISTORY, &id)?)))
+            .read(move |txn| {
+                Ok((
+                    txn.get(&CASES, &id)?,
+                    txn.scan_prefix(&HISTORY, &id)?,
+                    txn.scan_prefix(&ATTACHMENTS, &id)?,
+                ))
+            })
             .await?;
         let case = found.filter(|c| v.sees(c)).ok_or(WorkError::Refused)?;
+        let acting = v.roles_for(&case);
         let next_states = case
             .state
             .moves()
             .iter()
-            .filter(|(_, roles)| roles.iter().any(|r| v.has(*r)))
+            .filter(|(_, roles)| roles.iter().any(|r| acting.contains(r)))
             .map(|(s, _)| *s)
             .collect();
+        let now = self.now();
+        let view = self.with_index(move |ix| ix.case_view(&case, now)).await?;
         Ok(CaseDetail {
-            case: self.view(case).await?,
+            case: view,
             history: history.into_iter().map(|(_, h)| h).collect(),
             next_states,
+            attachments: attachments.into_iter().map(|(_, a)| a).collect(),
         })
     }
 
@@ -815,9 +889,9 @@ impl CaseWork {
             check_note(n)?;
         }
         let now = self.now();
-        let roles = v.roles.clone();
+        let viewer = v.clone();
         self.change_case(v, id, move |case, _| {
-            if let Err(e) = case::check_move(case.state, to, &roles) {
+            if let Err(e) = case::check_move(case.state, to, &viewer.roles_for(case)) {
                 return Ok(Err(match e {
                     case::MoveError::Forbidden { .. } => WorkError::Refused,
                     other => bad(other.to_string()),
@@ -842,8 +916,104 @@ impl CaseWork {
             return Err(bad("text: must not be empty"));
         }
         check_note(&text)?;
-        self.change_case(v, id, move |_, _| Ok(Ok(Event::Note { text })))
-            .await
+        let viewer = v.clone();
+        self.change_case(v, id, move |case, _| {
+            if viewer.roles_for(case).is_empty() {
+                return Ok(Err(WorkError::Refused));
+            }
+            Ok(Ok(Event::Note { text }))
+        })
+        .await
+    }
+
+    /// Attaches a file to case `id` (anyone who may see the case), after checking its
+    /// type by content and its size against `max`; stored with its SHA-256.
+    pub async fn attach(
+        &self,
+        v: &Viewer,
+        id: u64,
+        name: String,
+        declared_type: &str,
+        bytes: Vec<u8>,
+        max: u64,
+    ) -> Result<Attachment, WorkError> {
+        if bytes.len() as u64 > max {
+            return Err(WorkError::TooLarge(max));
+        }
+        let media =
+            attachment::check(&name, declared_type, &bytes).map_err(WorkError::Unaccepted)?;
+        let (now, by) = (self.now(), v.subject.clone());
+        // The slow part before the writers' lock is taken.
+        let (size, sha256) = (bytes.len() as u64, attachment::sha256(&bytes));
+        let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        drop(bytes);
+        let record = Arc::new(Mutex::new(None));
+        let saved = record.clone();
+        let viewer = v.clone();
+        self.change_case(v, id, move |case, txn| {
+            if viewer.roles_for(case).is_empty() {
+                return Ok(Err(WorkError::Refused));
+            }
+            let n = txn
+                .scan_prefix(&ATTACHMENTS, &id)?
+                .last()
+                .map_or(1, |((_, n), _)| n + 1);
+            let a = Attachment {
+                n,
+                name: name.trim().to_owned(),
+                media_type: media.to_owned(),
+                size,
+                sha256,
+                at: now,
+                by,
+            };
+            txn.insert(&ATTACHMENTS, &(id, n), &a)?;
+            txn.insert(&ATTACHMENT_DATA, &(id, n), &data)?;
+            let event = Event::Attached {
+                n,
+                name: a.name.clone(),
+            };
+            *saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
+            Ok(Ok(event))
+        })
+        .await?;
+        let a = record.lock().unwrap_or_else(|e| e.into_inner()).take();
+        a.ok_or(WorkError::Refused)
+    }
+
+    /// Attachment `n` of case `id` with its bytes, if the caller may see the case; the
+    /// bytes are checked against the recorded SHA-256 first.
+    pub async fn attachment(
+        &self,
+        v: &Viewer,
+        id: u64,
+        n: u64,
+    ) -> Result<(Attachment, Vec<u8>), WorkError> {
+        let viewer = v.clone();
+        let found = self
+            .store
+            .read(move |txn| {
+                if !txn.get(&CASES, &id)?.is_some_and(|c| viewer.sees(&c)) {
+                    return Ok(None);
+                }
+                Ok(txn
+                    .get(&ATTACHMENTS, &(id, n))?
+                    .zip(txn.get(&ATTACHMENT_DATA, &(id, n))?))
+            })
+            .await?;
+        let Some((meta, data)) = found else {
+            return Err(WorkError::Refused);
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()
+            .filter(|b| attachment::sha256(b) == meta.sha256)
+            .ok_or_else(|| {
+                WorkError::Store(StoreError::Corrupt {
+                    what: format!("attachment {n} of case {id}: checksum mismatch"),
+                })
+            })?;
+        Ok((meta, bytes))
     }
 
     /// Gives case `id` to someone working at its centre, or to nobody (front office of
@@ -854,9 +1024,13 @@ impl CaseWork {
         id: u64,
         to: Option<String>,
     ) -> Result<CaseView, WorkError> {
-        let front = v.front_office();
+        let viewer = v.clone();
         self.change_case(v, id, move |case, txn| {
-            if !front {
+            let front_here = viewer
+                .roles_for(case)
+                .iter()
+                .any(|r| matches!(r, Role::Specialist | Role::Supervisor));
+            if !front_here {
                 return Ok(Err(WorkError::Refused));
             }
             if let Some(who) = &to {
@@ -914,6 +1088,9 @@ impl CaseWork {
         clients: Vec<ClientRecord>,
         cases: Vec<CaseRecord>,
     ) -> Result<(), WorkError> {
+        if clients.iter().any(|c| c.id == 0) || cases.iter().any(|c| c.id == 0) {
+            return Err(bad("numbers start at 1"));
+        }
         let now = self.now();
         self.commit(move |txn| {
             let mut changes = Vec::with_capacity(clients.len() + cases.len());
@@ -1151,6 +1328,7 @@ mod tests {
             centre: centre.into(),
             channel,
             client: None,
+            client_code: None,
             request_started: Some(T0 - 600_000),
         };
         assert!(matches!(
@@ -1370,6 +1548,7 @@ mod tests {
                     centre: "talsi-kac".into(),
                     channel: Channel::Email,
                     client: Some(1),
+                    client_code: None,
                     request_started: None,
                 },
             )
@@ -1438,6 +1617,7 @@ mod tests {
             centre: "talsi-kac".into(),
             channel: Channel::InPerson,
             client: None,
+            client_code: None,
             request_started: None,
         };
         work.register(&anna, reg("T-1")).await.unwrap();
@@ -1541,6 +1721,128 @@ mod tests {
             work.report(&admin, year.1, year.0, Dimension::Month).await,
             Err(WorkError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_second_role_adds_no_rights_beyond_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = open(dir.path(), Arc::new(FixedClock::at(T0)));
+        organisation(&work).await;
+        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
+        work.put_service(&admin, service("T-1", "talsi"))
+            .await
+            .unwrap();
+        let anna = work
+            .viewer("anna", vec![Role::Specialist], None)
+            .await
+            .unwrap();
+        let person = NewClient {
+            kind: ClientKind::Natural,
+            name: "Līga Vītola".into(),
+            code: "320000-00007".into(),
+            centre: "talsi-kac".into(),
+        };
+        let client = work.add_client(&anna, person).await.unwrap();
+        let new = NewCase {
+            service: "T-1".into(),
+            centre: "talsi-kac".into(),
+            channel: Channel::InPerson,
+            client: Some(client.id),
+            client_code: None,
+            request_started: None,
+        };
+        let case = work.register(&anna, new.clone()).await.unwrap();
+
+        // A platform administrator who is also a specialist elsewhere sees the case but
+        // may neither move it, note it, nor see the client's whole code.
+        let both = viewer(
+            "boss",
+            &[Role::PlatformAdmin, Role::Specialist],
+            &["ventspils-kac"],
+            &[],
+        );
+        assert!(
+            work.get(&both, case.id)
+                .await
+                .unwrap()
+                .next_states
+                .is_empty()
+        );
+        for refused in [
+            work.move_case(&both, case.id, State::InProgress, None)
+                .await
+                .err(),
+            work.add_note(&both, case.id, "x".into()).await.err(),
+            work.assign(&both, case.id, None).await.err(),
+        ] {
+            assert!(matches!(refused, Some(WorkError::Refused)), "{refused:?}");
+        }
+        assert!(matches!(
+            work.unmask(&both, client.id).await,
+            Err(WorkError::Refused)
+        ));
+        // Nor does a code search confirm a guessed code for them.
+        let by_name_only = work.search_clients(&both, "320000-00007", 5).await.unwrap();
+        assert!(by_name_only.is_empty(), "{by_name_only:?}");
+
+        // Only administrators record where people work, even unchanged.
+        let same = Assignment {
+            subject: "anna".into(),
+            centres: vec!["talsi-kac".into()],
+        };
+        assert!(matches!(
+            work.put_assignment(&anna, same).await,
+            Err(WorkError::Refused)
+        ));
+
+        // Jānis, at another centre, is shown the client's code: he may register a case
+        // for the client by it, though he cannot find them by name.
+        let janis = work
+            .viewer("janis", vec![Role::Specialist], None)
+            .await
+            .unwrap();
+        let by_code = NewCase {
+            centre: "ventspils-kac".into(),
+            client: None,
+            client_code: Some("32000000007".into()),
+            service: "V-none".into(),
+            ..new.clone()
+        };
+        assert!(matches!(
+            work.register(&janis, by_code.clone()).await,
+            Err(WorkError::Invalid(_))
+        ));
+        work.put_service(&admin, service("V-1", "ventspils"))
+            .await
+            .unwrap();
+        let theirs = work
+            .register(
+                &janis,
+                NewCase {
+                    service: "V-1".into(),
+                    ..by_code
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(theirs.client.map(|c| c.id), Some(client.id));
+
+        // Two desks registering the same person at once make one client.
+        let twice = |name: &str| NewClient {
+            kind: ClientKind::Natural,
+            name: name.into(),
+            code: "320000-00099".into(),
+            centre: "talsi-kac".into(),
+        };
+        let (a, b) = tokio::join!(
+            work.add_client(&anna, twice("Ēriks Balodis")),
+            work.add_client(&anna, twice("E. Balodis"))
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{a:?} {b:?}"
+        );
     }
 
     static V1: kopa_store::Schema = kopa_store::Schema {

@@ -121,6 +121,8 @@ pub struct HistoryEntry {
     pub note: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -129,6 +131,19 @@ pub struct CaseDetail {
     pub case: Case,
     pub history: Vec<HistoryEntry>,
     pub next_states: Vec<String>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Attachment {
+    pub n: u64,
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub at: u64,
+    pub by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -167,24 +182,43 @@ struct ErrorBody {
 }
 
 async fn read<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
-    let resp = resp.map_err(|e| e.to_string())?;
-    if resp.status() == 401 {
+    read_status(resp).await.map_err(|(_, e)| e)
+}
+
+/// Like `read`, keeping the HTTP status of a failure (0: no answer).
+async fn read_status<T: DeserializeOwned>(
+    resp: Result<Response, gloo_net::Error>,
+) -> Result<T, (u16, String)> {
+    let resp = resp.map_err(|e| (0, e.to_string()))?;
+    let status = resp.status();
+    if status == 401 {
         if let Some(w) = web_sys::window() {
             let _ = w.location().reload();
         }
-        return Err("Session ended".into());
+        return Err((401, "Session ended".into()));
     }
     if !resp.ok() {
-        let status = resp.status();
-        return Err(match resp.json::<ErrorBody>().await {
+        let message = match resp.json::<ErrorBody>().await {
             Ok(b) => b.message,
             Err(_) => format!("HTTP {status}"),
-        });
+        };
+        return Err((status, message));
     }
-    if resp.status() == 204 {
-        return serde_json::from_str("null").map_err(|e| e.to_string());
+    if status == 204 {
+        return serde_json::from_str("null").map_err(|e| (status, e.to_string()));
     }
-    resp.json::<T>().await.map_err(|e| e.to_string())
+    resp.json::<T>().await.map_err(|e| (status, e.to_string()))
+}
+
+/// `POST url` with a JSON body; a failure keeps its HTTP status.
+pub async fn post_status<B: Serialize, T: DeserializeOwned>(
+    url: &str,
+    body: &B,
+) -> Result<T, (u16, String)> {
+    let req = Request::post(url)
+        .json(body)
+        .map_err(|e| (0, e.to_string()))?;
+    read_status(req.send().await).await
 }
 
 /// `GET url`.
@@ -203,6 +237,37 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(
         None => req.send().await,
     };
     read(sent).await
+}
+
+/// `PUT url` with a JSON body; no content back.
+pub async fn put<B: Serialize>(url: &str, body: &B) -> Result<(), String> {
+    let sent = Request::put(url)
+        .json(body)
+        .map_err(|e| e.to_string())?
+        .send()
+        .await;
+    read::<serde_json::Value>(sent).await.map(|_| ())
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Assignment {
+    pub subject: String,
+    pub centres: Vec<String>,
+}
+
+/// `POST url` with `file` as the body and its type as `Content-Type`.
+pub async fn upload(url: &str, file: &web_sys::File) -> Result<Attachment, String> {
+    let media = file.type_();
+    let media = if media.is_empty() {
+        "application/octet-stream".to_owned()
+    } else {
+        media
+    };
+    let req = Request::post(url)
+        .header("content-type", &media)
+        .body(wasm_bindgen::JsValue::from(file.clone()))
+        .map_err(|e| e.to_string())?;
+    read(req.send().await).await
 }
 
 /// `component=value` pairs as a query string.

@@ -287,18 +287,24 @@ pub fn new_case(p: &Props) -> Html {
             let (chosen, name, code) = (*client, (*new_name).clone(), (*new_code).clone());
             let (error, busy, go) = (error.clone(), busy.clone(), go.clone());
             spawn(async move {
+                // The client: one chosen from the search, a new one, or (when the code is
+                // already registered) the registered one, by the code the client shows.
                 let client = if chosen.is_some() || name.trim().is_empty() {
-                    Ok(chosen)
+                    Ok(json!({ "client": chosen }))
                 } else {
                     let body =
                         json!({"kind": "natural", "name": name, "code": code, "centre": centre});
-                    api::post::<_, Client>("/api/portal/clients", Some(&body))
-                        .await
-                        .map(|c| Some(c.id))
+                    match api::post_status::<_, Client>("/api/portal/clients", &body).await {
+                        Ok(c) => Ok(json!({ "client": c.id })),
+                        Err((409, _)) => Ok(json!({ "client_code": code })),
+                        Err((_, e)) => Err(e),
+                    }
                 };
                 let result = match client {
-                    Ok(client) => {
-                        let body = json!({"service": service, "centre": centre, "channel": channel, "client": client});
+                    Ok(mut body) => {
+                        body["service"] = json!(service);
+                        body["centre"] = json!(centre);
+                        body["channel"] = json!(channel);
                         api::post::<_, Case>("/api/portal/cases", Some(&body)).await
                     }
                     Err(e) => Err(e),
@@ -420,6 +426,11 @@ fn history_line(l: Lang, h: &api::HistoryEntry) -> Html {
             i18n::state(l, h.to.as_ref().and_then(|v| v.as_str()).unwrap_or(""))
         ),
         "note" => tr(l, "Piezīme", "Note").to_owned(),
+        "attached" => format!(
+            "{} {}",
+            tr(l, "Pielikums:", "Attachment:"),
+            h.name.as_deref().unwrap_or("")
+        ),
         "assigned" => format!(
             "{} {}",
             tr(l, "Nodota:", "Assigned to:"),
@@ -505,6 +516,40 @@ pub fn case_page(p: &CaseProps) -> Html {
             note.set(e.target_unchecked_into::<HtmlTextAreaElement>().value())
         })
     };
+    let upload = {
+        let (error, reload) = (error.clone(), reload.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let input = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.get_element_by_id("attachment"))
+                .and_then(|el| wasm_bindgen::JsCast::dyn_into::<HtmlInputElement>(el).ok());
+            let Some(file) = input
+                .as_ref()
+                .and_then(|i| i.files())
+                .and_then(|f| f.get(0))
+            else {
+                return;
+            };
+            let url = format!(
+                "/api/portal/cases/{id}/attachments?{}",
+                api::query(&[("name", file.name())])
+            );
+            let (error, reload, input) = (error.clone(), reload.clone(), input.clone());
+            spawn(async move {
+                match api::upload(&url, &file).await {
+                    Ok(_) => {
+                        if let Some(i) = input {
+                            i.set_value("");
+                        }
+                        error.set(None);
+                        reload.set(*reload + 1);
+                    }
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
     let i = &c.indicators;
     html! {
         <>
@@ -542,6 +587,24 @@ pub fn case_page(p: &CaseProps) -> Html {
                 <span>{ tr(l, "Mainīt stāvokli:", "Change state:") }</span>{ for moves }
             </div>
         }
+        <h2>{ tr(l, "Pielikumi", "Attachments") }</h2>
+        if d.attachments.is_empty() {
+            <p>{ tr(l, "Pielikumu nav.", "No attachments.") }</p>
+        } else {
+            <ul class="attachments">
+                { for d.attachments.iter().map(|a| html! {
+                    <li>
+                        <a href={ format!("/api/portal/cases/{id}/attachments/{}", a.n) } download={ a.name.clone() }>{ a.name.clone() }</a>
+                        { format!(" · {} KiB · SHA-256 {}…", a.size.div_ceil(1024), &a.sha256[..12.min(a.sha256.len())]) }
+                    </li>
+                }) }
+            </ul>
+        }
+        <form class="inline" onsubmit={upload}>
+            <label for="attachment">{ tr(l, "Pievienot failu (PDF, PNG, JPEG, TXT, ODT, DOCX)", "Attach a file (PDF, PNG, JPEG, TXT, ODT, DOCX)") }</label>
+            <input id="attachment" type="file" accept=".pdf,.png,.jpg,.jpeg,.txt,.odt,.docx" />
+            <button type="submit">{ tr(l, "Augšupielādēt", "Upload") }</button>
+        </form>
         <h2>{ tr(l, "Vēsture", "History") }</h2>
         <ol class="history">{ for d.history.iter().map(|h| history_line(l, h)) }</ol>
         </>
@@ -748,6 +811,103 @@ pub fn reports(p: &Props) -> Html {
 
 // ---- administration --------------------------------------------------------------------
 
+#[derive(Properties, PartialEq)]
+struct StaffProps {
+    ctx: Ctx,
+    centres: Vec<Centre>,
+}
+
+/// Who works at which centre: a tenant administrator for their institution's centres, a
+/// platform administrator for all (the server decides).
+#[function_component(StaffForm)]
+fn staff_form(p: &StaffProps) -> Html {
+    let l = p.ctx.lang;
+    let list = use_state(|| None::<Vec<api::Assignment>>);
+    let subject = use_state(String::new);
+    let chosen = use_state(Vec::<String>::new);
+    let message = use_state(|| None::<String>);
+    let error = use_state(|| None::<String>);
+    let reload = use_state(|| 0_u32);
+    {
+        let (list, error) = (list.clone(), error.clone());
+        use_effect_with(*reload, move |_| {
+            spawn(async move {
+                match api::get::<Vec<api::Assignment>>("/api/portal/staff").await {
+                    Ok(l) => list.set(Some(l)),
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+            || ()
+        });
+    }
+    let on_subject = {
+        let subject = subject.clone();
+        Callback::from(move |e: InputEvent| subject.set(input_value(&e)))
+    };
+    let onsubmit = {
+        let (subject, chosen, message, error, reload) = (
+            subject.clone(),
+            chosen.clone(),
+            message.clone(),
+            error.clone(),
+            reload.clone(),
+        );
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let body = json!({"subject": (*subject).trim(), "centres": *chosen});
+            let (message, error, reload) = (message.clone(), error.clone(), reload.clone());
+            spawn(async move {
+                match api::put("/api/portal/staff", &body).await {
+                    Ok(()) => {
+                        error.set(None);
+                        message.set(Some(tr(l, "Saglabāts.", "Saved.").to_owned()));
+                        reload.set(*reload + 1);
+                    }
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
+    html! {
+        <section aria-labelledby="staff-h">
+            <h2 id="staff-h">{ tr(l, "Darbinieki un centri", "Staff and centres") }</h2>
+            if let Some(rows) = list.as_ref() {
+                <table><thead><tr><th scope="col">{ tr(l, "Identifikators", "Subject") }</th><th scope="col">{ tr(l, "Centri", "Centres") }</th><th scope="col"><span class="sr-only">{ tr(l, "Darbība", "Action") }</span></th></tr></thead>
+                <tbody>{ for rows.iter().map(|a| {
+                    let (subject, chosen, who, centres) = (subject.clone(), chosen.clone(), a.subject.clone(), a.centres.clone());
+                    let onclick = Callback::from(move |_| {
+                        subject.set(who.clone());
+                        chosen.set(centres.clone());
+                    });
+                    html! { <tr><th scope="row">{ a.subject.clone() }</th><td>{ a.centres.join(", ") }</td>
+                        <td><button type="button" {onclick} aria-label={ format!("{} {}", tr(l, "Labot", "Edit"), a.subject) }>{ tr(l, "Labot", "Edit") }</button></td></tr> }
+                }) }</tbody></table>
+            }
+            <form class="stack" {onsubmit}>
+                <label for="staff-subject">{ tr(l, "Darbinieka identifikators (no IdP, direktorijs:lietotājs)", "Staff subject (from the IdP, directory:user)") }</label>
+                <input id="staff-subject" type="text" value={ (*subject).clone() } oninput={on_subject} required=true />
+                <fieldset>
+                    <legend>{ tr(l, "Strādā centros", "Works at") }</legend>
+                    { for p.centres.iter().map(|c| {
+                        let (chosen, id) = (chosen.clone(), c.id.clone());
+                        let checked = chosen.contains(&id);
+                        let onchange = Callback::from(move |_| {
+                            let mut next = (*chosen).clone();
+                            if let Some(i) = next.iter().position(|x| *x == id) { next.remove(i); } else { next.push(id.clone()); }
+                            chosen.set(next);
+                        });
+                        let input_id = format!("staff-centre-{}", c.id);
+                        html! { <div><input type="checkbox" id={ input_id.clone() } {checked} {onchange} /><label for={ input_id }>{ c.name.get(l) }</label></div> }
+                    }) }
+                </fieldset>
+                if let Some(m) = message.as_ref() { <p role="status">{ m.clone() }</p> }
+                { notice(&error) }
+                <button type="submit">{ tr(l, "Saglabāt", "Save") }</button>
+            </form>
+        </section>
+    }
+}
+
 #[function_component(Admin)]
 pub fn admin(p: &Props) -> Html {
     let ctx = &p.ctx;
@@ -793,6 +953,9 @@ pub fn admin(p: &Props) -> Html {
             <h2>{ tr(l, "Klientu apkalpošanas centri", "Customer service centres") }</h2>
             <table><thead><tr><th scope="col">{ "ID" }</th><th scope="col">{ tr(l, "Nosaukums", "Name") }</th><th scope="col">{ tr(l, "Apkalpo iestādes", "Serves") }</th></tr></thead>
             <tbody>{ for centres.iter().map(|c| html! { <tr><th scope="row">{ c.id.clone() }</th><td>{ c.name.get(l) }</td><td>{ c.serves.join(", ") }</td></tr> }) }</tbody></table>
+            if me.has("platform_admin") || me.has("tenant_admin") {
+                <StaffForm ctx={ ctx.clone() } centres={ centres.clone() } />
+            }
             <h2>{ tr(l, "Pakalpojumu katalogs", "Service catalogue") }</h2>
             <table><thead><tr><th scope="col">{ tr(l, "Kods", "Code") }</th><th scope="col">{ tr(l, "Nosaukums", "Name") }</th><th scope="col">{ tr(l, "Iestāde", "Owner") }</th><th scope="col">{ tr(l, "Termiņš (d.)", "Deadline (days)") }</th></tr></thead>
             <tbody>{ for services.iter().map(|s| html! { <tr><th scope="row">{ s.code.clone() }</th><td>{ s.name.get(l) }</td><td>{ s.owner.clone() }</td><td>{ s.deadline_days.map(|d| d.to_string()).unwrap_or_else(|| "—".into()) }</td></tr> }) }</tbody></table>
