@@ -250,16 +250,8 @@ mod tests {
     #[test]
     fn reference_doc_is_current() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
-        let generated = reference_markdown();
-        if std::env::var("KOPA_BLESS").is_ok_and(|v| v == "1") {
-            std::fs::write(&path, &generated).unwrap();
-            return;
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/config.md is stale: run `make docs`"
-        );
+        let checked = kopa_core::generated::check_or_bless(&path, &reference_markdown());
+        assert!(checked.is_ok(), "{checked:?}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 pub mod clock;
 pub mod error;
+pub mod generated;
 pub mod principal;
+pub mod sample;
 
 pub use clock::{Clock, FixedClock, SystemClock, UnixMillis};
 pub use error::ErrorCode;

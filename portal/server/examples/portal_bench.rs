@@ -68,19 +68,6 @@ const FAMILY: [&str; 24] = [
     "Rozītis",
 ];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -190,7 +177,7 @@ async fn main() {
     let start = now - span;
 
     // ---- import ----
-    let mut rng = Rng(0x0b5e_55ed_2026);
+    let mut rng = kopa_core::sample::Sample::new(0x0b5e_55ed_2026);
     let clients_total = total * 2 / 5;
     let store = Store::open(&dir, &kopa_portal_server::SCHEMA).unwrap();
     let work = CaseWork::new(store, clock.clone()).unwrap();

@@ -1263,6 +1263,25 @@ mod tests {
         }
     }
 
+    /// The organisation and two services: `T-1` of Talsi and `VID-7` of the state.
+    async fn with_services(dir: &std::path::Path) -> (CaseWork, Arc<FixedClock>, Viewer) {
+        let clock = Arc::new(FixedClock::at(T0));
+        let work = open(dir, clock.clone());
+        organisation(&work).await;
+        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
+        for (code, owner) in [("T-1", "talsi"), ("VID-7", "vid")] {
+            work.put_service(&admin, service(code, owner))
+                .await
+                .unwrap();
+        }
+        (work, clock, admin)
+    }
+
+    /// `who` with `role`, at the centres their staff record gives.
+    async fn staff(work: &CaseWork, who: &str, role: Role) -> Viewer {
+        work.viewer(who, vec![role], None).await.unwrap()
+    }
+
     #[tokio::test]
     async fn cases_are_seen_and_moved_only_by_those_they_concern() {
         let dir = tempfile::tempdir().unwrap();
@@ -1464,24 +1483,9 @@ mod tests {
     #[tokio::test]
     async fn clients_are_found_without_diacritics_and_unmasked_only_by_those_who_serve_them() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(FixedClock::at(T0));
-        let work = open(dir.path(), clock.clone());
-        organisation(&work).await;
-        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
-        work.put_service(&admin, service("T-1", "talsi"))
-            .await
-            .unwrap();
-        work.put_service(&admin, service("VID-7", "vid"))
-            .await
-            .unwrap();
-        let anna = work
-            .viewer("anna", vec![Role::Specialist], None)
-            .await
-            .unwrap();
-        let janis = work
-            .viewer("janis", vec![Role::Specialist], None)
-            .await
-            .unwrap();
+        let (work, _clock, admin) = with_services(dir.path()).await;
+        let anna = staff(&work, "anna", Role::Specialist).await;
+        let janis = staff(&work, "janis", Role::Specialist).await;
         let vid_owner = viewer("vo", &[Role::ServiceOwner], &[], &["vid"]);
 
         let person = |name: &str, code: &str| NewClient {
@@ -1593,24 +1597,9 @@ mod tests {
     #[tokio::test]
     async fn views_and_reports_follow_the_caller_and_the_deadlines() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(FixedClock::at(T0));
-        let work = open(dir.path(), clock.clone());
-        organisation(&work).await;
-        let admin = viewer("admin", &[Role::PlatformAdmin], &[], &[]);
-        work.put_service(&admin, service("T-1", "talsi"))
-            .await
-            .unwrap();
-        work.put_service(&admin, service("VID-7", "vid"))
-            .await
-            .unwrap();
-        let anna = work
-            .viewer("anna", vec![Role::Specialist], None)
-            .await
-            .unwrap();
-        let ilze = work
-            .viewer("ilze", vec![Role::Supervisor], None)
-            .await
-            .unwrap();
+        let (work, clock, admin) = with_services(dir.path()).await;
+        let anna = staff(&work, "anna", Role::Specialist).await;
+        let ilze = staff(&work, "ilze", Role::Supervisor).await;
         let vid_owner = viewer("vo", &[Role::ServiceOwner], &[], &["vid"]);
         let reg = |service: &str| NewCase {
             service: service.into(),
