@@ -439,6 +439,7 @@ async fn a_specialist_works_a_case_in_a_real_browser() {
     assert_eq!(out["attachments"], json!(["izziņa.pdf"]));
     assert_eq!(out["history"], 5);
     assert_eq!(out["search_found"], true);
+    assert_eq!(out["saved_filter_found"], true, "{out:#}");
     assert_eq!(
         out["report_after"].as_u64().unwrap(),
         out["report_before"].as_u64().unwrap() + 1

@@ -136,6 +136,16 @@ def main():
             row.wait_for()
             out["search_found"] = row.count() == 1
             shot(page, "05-search")
+            # Saved as a filter, and brought back after looking elsewhere.
+            page.fill("#filter-name", "Ķeniņa lietas")
+            page.click("form:has(#filter-name) button[type=submit]")
+            saved = page.locator("button.saved-filter:text-is('Ķeniņa lietas')")
+            saved.wait_for()
+            page.click("button.tab:has-text('Centra rinda')")
+            page.wait_for_load_state("networkidle")
+            saved.click()
+            row.wait_for()
+            out["saved_filter_found"] = page.input_value("#case-search") == args.search
 
             page.click("nav >> text=Klienti")
             page.wait_for_selector("#client-search")

@@ -250,6 +250,12 @@ pub async fn put<B: Serialize>(url: &str, body: &B) -> Result<(), String> {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SavedFilter {
+    pub name: String,
+    pub query: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Assignment {
     pub subject: String,
     pub centres: Vec<String>,

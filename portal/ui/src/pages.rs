@@ -83,6 +83,20 @@ pub fn cases(p: &Props) -> Html {
     let text = use_state(String::new);
     let query = use_state(String::new);
     let state = use_state(String::new);
+    let saved = use_state(Vec::<api::SavedFilter>::new);
+    let filter_name = use_state(String::new);
+    let saved_rev = use_state(|| 0_u32);
+    {
+        let saved = saved.clone();
+        use_effect_with(*saved_rev, move |_| {
+            spawn(async move {
+                if let Ok(list) = api::get::<Vec<api::SavedFilter>>("/api/portal/filters").await {
+                    saved.set(list);
+                }
+            });
+            || ()
+        });
+    }
     let page = use_state(|| None::<api::CasePage>);
     let error = use_state(|| None::<String>);
     let more = use_state(|| None::<u64>);
@@ -151,6 +165,75 @@ pub fn cases(p: &Props) -> Html {
             state.set(select_value(&e));
         })
     };
+    // Saved filters: the list's query string under a name of the user's choosing.
+    let save_filter = {
+        let (view, query, state, filter_name, saved_rev, error) = (
+            view.clone(),
+            query.clone(),
+            state.clone(),
+            filter_name.clone(),
+            saved_rev.clone(),
+            error.clone(),
+        );
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let name = (*filter_name).trim().to_owned();
+            if name.is_empty() {
+                return;
+            }
+            let q = api::query(&[
+                ("view", (*view).clone()),
+                ("q", (*query).clone()),
+                ("state", (*state).clone()),
+            ]);
+            let body = json!({"name": name, "query": q});
+            let (filter_name, saved_rev, error) =
+                (filter_name.clone(), saved_rev.clone(), error.clone());
+            spawn(async move {
+                match api::put("/api/portal/filters", &body).await {
+                    Ok(()) => {
+                        filter_name.set(String::new());
+                        saved_rev.set(*saved_rev + 1);
+                    }
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
+    let apply = |f: &api::SavedFilter| {
+        let (view, text, query, state, more, q) = (
+            view.clone(),
+            text.clone(),
+            query.clone(),
+            state.clone(),
+            more.clone(),
+            f.query.clone(),
+        );
+        Callback::from(move |_| {
+            let (mut v, mut t, mut s) = ("all".to_owned(), String::new(), String::new());
+            for pair in q.split('&') {
+                let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+                let val = js_sys::decode_uri_component(val)
+                    .map(String::from)
+                    .unwrap_or_default();
+                match k {
+                    "view" => v = val,
+                    "q" => t = val,
+                    "state" => s = val,
+                    _ => {}
+                }
+            }
+            more.set(None);
+            view.set(v);
+            text.set(t.clone());
+            query.set(t);
+            state.set(s);
+        })
+    };
+    let on_filter_name = {
+        let filter_name = filter_name.clone();
+        Callback::from(move |e: InputEvent| filter_name.set(input_value(&e)))
+    };
     let load_more = {
         let (more, page) = (more.clone(), page.clone());
         Callback::from(move |_| more.set(page.as_ref().and_then(|p| p.next)))
@@ -206,6 +289,20 @@ pub fn cases(p: &Props) -> Html {
                 </select>
                 <button type="submit">{ tr(l, "Meklēt", "Search") }</button>
             </form>
+            <div class="saved">
+                if !saved.is_empty() {
+                    <div class="tabs" role="group" aria-label={ tr(l, "Saglabātie filtri", "Saved filters") }>
+                        { for saved.iter().map(|f| html! {
+                            <button type="button" class="tab saved-filter" onclick={ apply(f) }>{ f.name.clone() }</button>
+                        }) }
+                    </div>
+                }
+                <form class="filters" onsubmit={save_filter}>
+                    <label for="filter-name">{ tr(l, "Saglabāt šo skatu kā", "Save this view as") }</label>
+                    <input id="filter-name" type="text" value={ (*filter_name).clone() } oninput={on_filter_name} />
+                    <button type="submit">{ tr(l, "Saglabāt filtru", "Save filter") }</button>
+                </form>
+            </div>
             { notice(&error) }
             { list }
         </>
