@@ -12,6 +12,7 @@ mod directory;
 mod layer;
 mod load;
 mod mfa;
+mod monitor;
 mod oidc;
 mod portal;
 mod problems;
@@ -29,6 +30,10 @@ pub use directory::{
 };
 pub use load::{Origins, Overrides, Source, load, load_str, load_with_origins};
 pub use mfa::MfaConfig;
+pub use monitor::{
+    AlertRuleConfig, EmailConfig, MonitorConfig, PROFILES, RuleKind, SmtpSecurity, WatchedEndpoint,
+    WatchedFile, WebhookConfig,
+};
 pub use oidc::{
     ClientAuthMethod, GRANT_TYPES, OidcClientConfig, OidcConfig, SCOPES, SigningAlg,
     check_client_id, check_client_uri,

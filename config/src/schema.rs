@@ -53,6 +53,8 @@ pub struct Config {
     pub audit: crate::AuditConfig,
     /// The VPVKAC portal.
     pub portal: crate::PortalConfig,
+    /// The security monitor.
+    pub monitor: crate::MonitorConfig,
     /// The OpenID Connect provider.
     pub oidc: crate::OidcConfig,
     /// Relying parties of the OpenID Connect provider, besides Kopa's own apps (which
@@ -179,6 +181,7 @@ impl Default for Config {
             mfa: crate::MfaConfig::default(),
             audit: crate::AuditConfig::default(),
             portal: crate::PortalConfig::default(),
+            monitor: crate::MonitorConfig::default(),
             oidc: crate::OidcConfig::default(),
             oidc_clients: Vec::new(),
             saml: crate::SamlConfig::default(),

@@ -46,6 +46,7 @@ impl Config {
         self.mfa.validate(&mut out);
         self.audit.validate(&mut out);
         self.portal.validate(&mut out);
+        self.monitor.validate(&mut out);
         self.oidc.validate(&mut out);
         for (index, client) in self.oidc_clients.iter().enumerate() {
             client.validate(index, &mut out);
@@ -148,18 +149,34 @@ impl Config {
                 &self.bootstrap.admin_password_file,
             ),
         ];
-        let secrets: Vec<(String, &Option<std::path::PathBuf>)> = self
+        let mut secrets: Vec<(String, Option<&std::path::Path>)> = self
             .oidc_clients
             .iter()
             .enumerate()
-            .map(|(i, c)| (format!("oidc_client[{i}].secret_file"), &c.secret_file))
+            .map(|(i, c)| {
+                (
+                    format!("oidc_client[{i}].secret_file"),
+                    c.secret_file.as_deref(),
+                )
+            })
             .collect();
+        let m = &self.monitor;
+        secrets.push((
+            "monitor.metrics_token_file".into(),
+            m.metrics_token_file.as_deref(),
+        ));
+        if let Some(e) = &m.email {
+            secrets.push(("monitor.email.password_file".into(), e.password_file.as_deref()));
+        }
+        for (i, w) in m.webhooks.iter().enumerate() {
+            secrets.push((format!("monitor.webhook[{i}].secret_file"), Some(&w.secret_file)));
+        }
         files
             .into_iter()
-            .map(|(key, path)| (key.to_owned(), path))
+            .map(|(key, path)| (key.to_owned(), path.as_deref()))
             .chain(secrets)
             .filter_map(|(key, path)| {
-                let path = path.as_deref()?;
+                let path = path?;
                 let message = check_readable_file(path).err()?;
                 Some(Problem::default_origin(key, message))
             })

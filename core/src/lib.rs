@@ -7,6 +7,7 @@ pub mod error;
 pub mod generated;
 pub mod principal;
 pub mod sample;
+pub mod vm;
 
 pub use clock::{Clock, FixedClock, SystemClock, UnixMillis};
 pub use error::ErrorCode;

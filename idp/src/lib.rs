@@ -11,7 +11,7 @@ pub mod local;
 pub mod login;
 pub mod mfa;
 pub mod oidc;
-pub mod outbound;
+pub use kopa_web::outbound;
 pub mod password;
 pub mod saml;
 mod schema;

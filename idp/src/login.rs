@@ -492,6 +492,12 @@ impl Login {
             ip: ev.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent: ev.user_agent.clone().unwrap_or_default(),
         };
+        // The monitor counts privileged sign-ins, and which of them used a second factor.
+        if !data.roles.is_empty() {
+            let roles: Vec<&str> = data.roles.iter().map(|r| r.as_str()).collect();
+            ev.details.insert("roles".into(), roles.join(" "));
+        }
+        ev.details.insert("amr".into(), data.amr.join(" "));
         let new = self.sessions.prepare(data);
         ev.outcome = EventOutcome::Success;
         ev.reason = None;

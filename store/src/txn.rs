@@ -84,6 +84,29 @@ impl<'a> WriteTxn<'a> {
         old.map(|g| t.decode_value(g.value())).transpose()
     }
 
+    /// Removes up to `limit` records with `from <= key < to`; returns how many.
+    pub fn remove_range<K: Key, V>(
+        &self,
+        t: &Table<K, V>,
+        from: &K,
+        to: &K,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let (start, end) = (from.encode(), to.encode());
+        if start >= end {
+            return Ok(0);
+        }
+        let mut table = self.inner.open_table(t.def())?;
+        // Only the entries read from the iterator are removed.
+        let doomed = table.extract_from_if::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| true)?;
+        let mut count = 0;
+        for item in doomed.take(limit) {
+            item?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Removes `k`, returning the value it had.
     pub fn remove<K: Key, V: DeserializeOwned>(
         &self,
@@ -142,6 +165,29 @@ macro_rules! read_methods {
             };
             let start = from.encode();
             collect(t, table.range::<&[u8]>(start.as_slice()..)?, &[], limit)
+        }
+
+        /// Up to `limit` records with `from <= key < to`, in key order.
+        pub fn range_between<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+            from: &K,
+            to: &K,
+            limit: usize,
+        ) -> Result<Vec<(K, V)>, StoreError> {
+            let Some(table) = self.open(t.name())? else {
+                return Ok(Vec::new());
+            };
+            let (start, end) = (from.encode(), to.encode());
+            if start >= end {
+                return Ok(Vec::new());
+            }
+            collect(
+                t,
+                table.range::<&[u8]>(start.as_slice()..end.as_slice())?,
+                &[],
+                limit,
+            )
         }
 
         /// Every record whose key has first component `a`, in key order.

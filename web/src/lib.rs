@@ -4,6 +4,7 @@
 //!
 //! Only this crate and each service's `http` module name warp.
 
+pub mod outbound;
 pub mod cookie;
 pub mod error;
 pub mod health;

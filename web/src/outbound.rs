@@ -1,5 +1,5 @@
 //! Kopa's own outgoing HTTP/1.1 requests (OIDC back-channel logout tokens, SAML metadata
-//! fetches): TLS verified against the system's roots, or plain HTTP where the caller
+//! fetches, alert webhooks): TLS verified against the system's roots, or plain HTTP where the caller
 //! allows it; one connection per request, a bounded response body.
 
 use bytes::Bytes;
@@ -49,6 +49,30 @@ pub async fn exchange(
     form_body: Option<String>,
     body_limit: usize,
 ) -> Result<Answer, String> {
+    let body = form_body.map(|b| Body {
+        content_type: "application/x-www-form-urlencoded",
+        bytes: b.into_bytes(),
+        headers: Vec::new(),
+    });
+    send_to(method, uri, accept, body, body_limit).await
+}
+
+/// A request body with its media type and any extra headers (e.g. a signature).
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Like [`exchange`], with any body.
+pub async fn send_to(
+    method: Method,
+    uri: &str,
+    accept: &str,
+    body: Option<Body>,
+    body_limit: usize,
+) -> Result<Answer, String> {
     let url = url::Url::parse(uri).map_err(|_| "bad_uri".to_owned())?;
     let host = url.host_str().ok_or("bad_uri")?.to_owned();
     let tls = match url.scheme() {
@@ -81,14 +105,16 @@ pub async fn exchange(
         .header(hyper::header::ACCEPT, accept)
         .header(hyper::header::CACHE_CONTROL, "no-store")
         .header(hyper::header::USER_AGENT, "Kopa");
-    if form_body.is_some() {
-        request = request.header(
-            hyper::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
+    let mut bytes = Vec::new();
+    if let Some(body) = body {
+        request = request.header(hyper::header::CONTENT_TYPE, body.content_type);
+        for (name, value) in body.headers {
+            request = request.header(name, value);
+        }
+        bytes = body.bytes;
     }
     let request = request
-        .body(Full::new(Bytes::from(form_body.unwrap_or_default())))
+        .body(Full::new(Bytes::from(bytes)))
         .map_err(|_| "bad_uri".to_owned())?;
     if tls {
         let name = ServerName::try_from(connect_host).map_err(|_| "bad_uri".to_owned())?;
