@@ -14,12 +14,15 @@ run_pkgs=(gcc g++ make pkg-config ca-certificates)
 # Tests: real peers (openssl s_client, curl, OpenLDAP slapd and its tools, oathtool for
 # TOTP, xmlsec1 for XML signatures: pysaml2 signs and verifies by running it, and the
 # tests check signatures with it), python3 for the benchmark driver and python3-venv for
-# the test peers' venv, and Chromium for the tests in a real browser.
-test_pkgs=(openssl curl python3 python3-venv procps slapd ldap-utils oathtool xmlsec1 chromium)
+# the test peers' venv, Chromium for the tests in a real browser, and prometheus for
+# promtool, which checks the /metrics exposition.
+test_pkgs=(openssl curl python3 python3-venv procps slapd ldap-utils oathtool xmlsec1 chromium
+  prometheus)
 # Python test peers (tests/peers/): Authlib as an OpenID Connect relying party, with
 # joserfc (its JOSE library, imported directly); pysaml2 and python3-saml as SAML 2.0
 # service providers; Playwright to drive Debian's Chromium (it never downloads a browser
-# of its own: the peers launch /usr/bin/chromium). Pinned; the venv is rebuilt when this
+# of its own: the peers launch /usr/bin/chromium); aiosmtpd as the SMTP server alert
+# e-mails are delivered to. Pinned; the venv is rebuilt when this
 # list changes.
 # python3-saml signs with the xmlsec module, which refuses to load ("lxml & xmlsec
 # libxml2 library version mismatch") unless lxml runs on the very libxml2 it was built
@@ -28,10 +31,11 @@ test_pkgs=(openssl curl python3 python3-venv procps slapd ldap-utils oathtool xm
 # only wheels are taken for them: a build from source would link Debian's libxml2 and
 # break the pair (no -dev packages are needed for that reason).
 py_reqs=(authlib==1.9.10 joserfc==1.8.0 requests==2.34.2
-  pysaml2==7.5.5 python3-saml==1.16.0 xmlsec==1.3.17 lxml==6.1.3 playwright==1.65.2)
+  pysaml2==7.5.5 python3-saml==1.16.0 xmlsec==1.3.17 lxml==6.1.3 playwright==1.65.2
+  aiosmtpd==1.4.6)
 py_binary_only=xmlsec,lxml
 # What the peers import: the venv is checked with it, before and after it is made.
-py_check='import authlib, joserfc, requests, saml2, onelogin.saml2.auth, xmlsec, playwright'
+py_check='import authlib, joserfc, requests, saml2, onelogin.saml2.auth, xmlsec, playwright, aiosmtpd'
 # axe-core from npm, injected by the browser tests to check accessibility; kept in the
 # venv's directory beside the Python peers.
 npm_reqs=(axe-core@4.14.1)

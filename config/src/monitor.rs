@@ -275,7 +275,10 @@ impl MonitorConfig {
                 self.appliance_interval_secs,
             ),
             ("monitor.vm_interval_secs", self.vm_interval_secs),
-            ("monitor.evaluate_interval_secs", self.evaluate_interval_secs),
+            (
+                "monitor.evaluate_interval_secs",
+                self.evaluate_interval_secs,
+            ),
         ] {
             check_range(out, key, v, &limits::INTERVAL_SECS);
         }
@@ -363,12 +366,20 @@ impl MonitorConfig {
             if !r.value.is_finite() {
                 p(out, key("value"), "Must be a finite number".into());
             }
-            check_range(out, &key("window_secs"), r.window_secs, &limits::WINDOW_SECS);
+            check_range(
+                out,
+                &key("window_secs"),
+                r.window_secs,
+                &limits::WINDOW_SECS,
+            );
             if !["low", "medium", "high", "critical"].contains(&r.severity.as_str()) {
                 p(
                     out,
                     key("severity"),
-                    format!("Expected low, medium, high or critical, got {:?}", r.severity),
+                    format!(
+                        "Expected low, medium, high or critical, got {:?}",
+                        r.severity
+                    ),
                 );
             }
         }
@@ -382,11 +393,17 @@ impl MonitorConfig {
                 );
             }
             if e.to.is_empty() {
-                p(out, "monitor.email.to".into(), "Name at least one recipient".into());
+                p(
+                    out,
+                    "monitor.email.to".into(),
+                    "Name at least one recipient".into(),
+                );
             }
-            for (key, addr) in std::iter::once(("from".to_owned(), &e.from))
-                .chain(e.to.iter().enumerate().map(|(i, a)| (format!("to[{i}]"), a)))
-            {
+            for (key, addr) in std::iter::once(("from".to_owned(), &e.from)).chain(
+                e.to.iter()
+                    .enumerate()
+                    .map(|(i, a)| (format!("to[{i}]"), a)),
+            ) {
                 if !plausible_address(addr) {
                     p(
                         out,

@@ -166,10 +166,16 @@ impl Config {
             m.metrics_token_file.as_deref(),
         ));
         if let Some(e) = &m.email {
-            secrets.push(("monitor.email.password_file".into(), e.password_file.as_deref()));
+            secrets.push((
+                "monitor.email.password_file".into(),
+                e.password_file.as_deref(),
+            ));
         }
         for (i, w) in m.webhooks.iter().enumerate() {
-            secrets.push((format!("monitor.webhook[{i}].secret_file"), Some(&w.secret_file)));
+            secrets.push((
+                format!("monitor.webhook[{i}].secret_file"),
+                Some(&w.secret_file),
+            ));
         }
         files
             .into_iter()

@@ -101,7 +101,7 @@ pub fn valid_username(name: &str) -> bool {
 }
 
 /// Minimum length of a password chosen by an operator (Latvian minimum rules: 9).
-const MIN_PASSWORD_LEN: usize = 9;
+pub const MIN_PASSWORD_LEN: usize = 9;
 
 /// The local account repository.
 #[derive(Debug, Clone)]

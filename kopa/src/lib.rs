@@ -99,6 +99,8 @@ pub struct Handle {
     pub keys: Vec<KeyInfo>,
     /// Set when this start created the first platform administrator.
     pub first_admin: Option<FirstAdmin>,
+    /// The security monitor (its schedules stop at shutdown).
+    pub monitor: kopa_monitor::Monitor,
     readiness: Readiness,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<ServeSummary>,
@@ -137,6 +139,7 @@ impl Handle {
     /// the control socket and every database.
     pub async fn shutdown(self) -> ServeSummary {
         self.readiness.set_draining();
+        self.monitor.stop();
         let _ = self.stop.send(());
         let summary = self.serving.await.unwrap_or(ServeSummary {
             dropped_connections: 0,
@@ -258,7 +261,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     let handle_services = services.clone();
     let mut probes = services.probes();
     probes.extend(directory_probes(login.directories()));
-    let readiness = Readiness::new(probes);
+    let readiness = Readiness::new(probes.clone());
+    let monitor =
+        match start_monitor(&config, &services, &keys, &tls, probes, clock.clone(), addr).await {
+            Ok(m) => m,
+            Err(e) => {
+                control.stop().await;
+                return Err(e);
+            }
+        };
+    let metrics_token = read_secret(config.monitor.metrics_token_file.as_deref())?;
+    let monitor_api = Arc::new(kopa_monitor::http::Api {
+        monitor: monitor.clone(),
+        sso: sso.clone(),
+        app: apps::APPS[0].clone(),
+        metrics_token,
+    });
     login.set_front_channel(saml.clone());
     saml.spawn_refresher();
     let routes = kopa_web::health_routes(readiness.clone())
@@ -269,6 +287,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         .or(kopa_idp::oidc::http::routes(oidc, login))
         .unify()
         .or(kopa_portal_server::http::routes(portal_api))
+        .unify()
+        .or(kopa_monitor::http::routes(monitor_api))
         .unify()
         .or(apps::routes(
             &sso,
@@ -297,6 +317,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
         tls,
         tls_generated,
         first_admin,
+        monitor,
         readiness,
         stop,
         serving,
@@ -308,6 +329,113 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
 /// The tenant of the built-in local directory when the configuration names none: the
 /// platform's own accounts (the first administrator, break-glass operators).
 const PLATFORM_TENANT: &str = "platform";
+
+/// Opens the monitor over its database and the audit log, and starts its schedules.
+async fn start_monitor(
+    config: &Config,
+    services: &Services,
+    keys: &SigningKeys,
+    tls: &Arc<ReloadableCert>,
+    probes: Vec<Arc<dyn kopa_web::ReadinessProbe>>,
+    clock: Arc<dyn Clock>,
+    addr: SocketAddr,
+) -> Result<kopa_monitor::Monitor, StartError> {
+    use kopa_monitor::collect::certs::CertSource;
+    let m = &config.monitor;
+    let email = match &m.email {
+        Some(e) => Some((e.clone(), read_secret(e.password_file.as_deref())?)),
+        None => None,
+    };
+    let mut webhooks = Vec::new();
+    for w in &m.webhooks {
+        let secret = read_secret(Some(&w.secret_file))?.ok_or_else(|| StartError::Secret {
+            path: w.secret_file.clone(),
+            reason: "empty".into(),
+        })?;
+        if secret.expose().len() < 16 {
+            return Err(StartError::Secret {
+                path: w.secret_file.clone(),
+                reason: "a webhook secret needs at least 16 bytes".into(),
+            });
+        }
+        webhooks.push((w.clone(), secret));
+    }
+    let base_url = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{addr}"));
+    let hostname = base_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .filter(|h| !h.is_empty() && !h.starts_with('['))
+        .unwrap_or("kopa.localdomain")
+        .to_owned();
+    let mut own = vec![("saml-signing".to_owned(), keys.saml_certificate_pem.clone())];
+    if let Some(next) = &keys.saml_next_certificate_pem {
+        own.push(("saml-signing-next".to_owned(), next.clone()));
+    }
+    let ldap_cas: Vec<CertSource> = config
+        .directories
+        .iter()
+        .filter_map(|d| {
+            d.ca_file.as_ref().map(|path| CertSource::File {
+                name: format!("ldap-ca:{}", d.id),
+                path: path.clone(),
+                tenant: Some(d.tenant.clone()),
+            })
+        })
+        .collect();
+    let tls = tls.clone();
+    let own_certs = Arc::new(move || {
+        let mut list = vec![CertSource::File {
+            name: "kopa-tls".into(),
+            path: tls.cert_path().to_owned(),
+            tenant: None,
+        }];
+        list.extend(own.iter().map(|(name, pem)| CertSource::Pem {
+            name: name.clone(),
+            pem: pem.clone(),
+        }));
+        list.extend(ldap_cas.iter().cloned());
+        list
+    });
+    let now = clock.now_millis();
+    let deps = kopa_monitor::Deps {
+        config: m.clone(),
+        config_facts: kopa_monitor::collect::config_facts(
+            config,
+            kopa_idp::local::MIN_PASSWORD_LEN,
+            now,
+        ),
+        tenants: config
+            .directories
+            .iter()
+            .map(|d| d.tenant.clone())
+            .collect(),
+        store: services.stores[services::MONITOR_INDEX].clone(),
+        audit: services.audit.clone(),
+        clock,
+        probes,
+        data_dir: config.server.data_dir.clone(),
+        own_certs,
+        vms: None,
+        notifier: kopa_monitor::notify::Notifier {
+            email,
+            webhooks,
+            hostname,
+            base_url,
+        },
+    };
+    let monitor = kopa_monitor::Monitor::open(deps).await.map_err(|e| {
+        StartError::Store(kopa_store::StoreError::Corrupt {
+            what: format!("monitor: {e}"),
+        })
+    })?;
+    monitor.run();
+    Ok(monitor)
+}
 
 /// Directories from the configuration, plus a local one for the platform's accounts when
 /// no local directory is configured (so the first administrator can always sign in).

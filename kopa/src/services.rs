@@ -25,6 +25,8 @@ pub static SCHEMAS: [&Schema; 5] = [
 
 /// Where `AUDIT_SCHEMA` sits in [`SCHEMAS`].
 const AUDIT_INDEX: usize = 1;
+/// Where the monitor's schema sits in [`SCHEMAS`].
+pub const MONITOR_INDEX: usize = 2;
 /// Where the portal's schema sits in [`SCHEMAS`].
 const PORTAL_INDEX: usize = 3;
 

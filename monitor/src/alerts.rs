@@ -277,7 +277,12 @@ impl Alerts {
 
     /// Evaluates every rule; stores what changed; returns the alerts that started firing
     /// or resolved (and are not silenced).
-    pub async fn evaluate(&self, rules: &[Rule], latest: &Latest, now: u64) -> Result<Changes, StoreError> {
+    pub async fn evaluate(
+        &self,
+        rules: &[Rule],
+        latest: &Latest,
+        now: u64,
+    ) -> Result<Changes, StoreError> {
         let mut seen: BTreeMap<String, (Rule, Labels, bool, Option<f64>)> = BTreeMap::new();
         for rule in rules {
             let series = latest.select(&|r| r.name == rule.series);
@@ -317,9 +322,7 @@ impl Alerts {
                 };
                 for (id, (rule, labels, holds, value)) in seen {
                     let old = existing.get(&id).cloned();
-                    let active = old
-                        .as_ref()
-                        .filter(|a| a.state != AlertState::Resolved);
+                    let active = old.as_ref().filter(|a| a.state != AlertState::Resolved);
                     let next = match (active, holds) {
                         (None, false) => continue,
                         (None, true) => {
@@ -350,7 +353,9 @@ impl Alerts {
                         (Some(a), true) => {
                             let mut a = a.clone();
                             a.value = value.or(a.value);
-                            if a.state == AlertState::Pending && now.saturating_sub(a.since_ms) >= rule.for_ms {
+                            if a.state == AlertState::Pending
+                                && now.saturating_sub(a.since_ms) >= rule.for_ms
+                            {
                                 a.state = AlertState::Firing;
                                 a.fired_ms = Some(now);
                             } else if old.as_ref() == Some(&a) {
@@ -374,7 +379,11 @@ impl Alerts {
                     let changed_state = old.as_ref().is_none_or(|o| o.state != next.state);
                     txn.insert(&ALERTS, &id, &next)?;
                     if changed_state && next.state != AlertState::Pending {
-                        let what = if next.state == AlertState::Firing { "firing" } else { "resolved" };
+                        let what = if next.state == AlertState::Firing {
+                            "firing"
+                        } else {
+                            "resolved"
+                        };
                         log(txn, &next, what)?;
                         if !next.silenced(now) {
                             changes.push(next);
@@ -512,16 +521,38 @@ mod tests {
         let l = [("tenant", "talsi")];
         let t0 = 10_000_000;
         latest.record(&[Sample::new("auth.failed_logins_total", &l, 3.0, t0)]);
-        assert!(alerts.evaluate(&rules, &latest, t0).await.unwrap().is_empty());
-        latest.record(&[Sample::new("auth.failed_logins_total", &l, 15.0, t0 + 60_000)]);
+        assert!(
+            alerts
+                .evaluate(&rules, &latest, t0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        latest.record(&[Sample::new(
+            "auth.failed_logins_total",
+            &l,
+            15.0,
+            t0 + 60_000,
+        )]);
         let fired = alerts.evaluate(&rules, &latest, t0 + 60_000).await.unwrap();
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].state, AlertState::Firing);
         assert_eq!(fired[0].value, Some(12.0));
         assert_eq!(fired[0].tenant(), Some("talsi"));
         // Still firing: no second notification.
-        latest.record(&[Sample::new("auth.failed_logins_total", &l, 16.0, t0 + 70_000)]);
-        assert!(alerts.evaluate(&rules, &latest, t0 + 70_000).await.unwrap().is_empty());
+        latest.record(&[Sample::new(
+            "auth.failed_logins_total",
+            &l,
+            16.0,
+            t0 + 70_000,
+        )]);
+        assert!(
+            alerts
+                .evaluate(&rules, &latest, t0 + 70_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let id = fired[0].id.clone();
         let note = Note {
             by: "drosiba".into(),
@@ -529,11 +560,17 @@ mod tests {
             reason: "pārbaudām".into(),
         };
         let refused = alerts
-            .annotate(id.clone(), note.clone(), None, |a| a.tenant() == Some("ventspils"))
+            .annotate(id.clone(), note.clone(), None, |a| {
+                a.tenant() == Some("ventspils")
+            })
             .await
             .unwrap();
         assert!(refused.is_none());
-        let acked = alerts.annotate(id.clone(), note, None, |_| true).await.unwrap().unwrap();
+        let acked = alerts
+            .annotate(id.clone(), note, None, |_| true)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(acked.ack.unwrap().reason, "pārbaudām");
         // Five quiet minutes later the increase is below the bound: resolved.
         let later = t0 + 70_000 + 301_000;
@@ -564,7 +601,10 @@ mod tests {
         latest.record(&[Sample::new("appliance.service_healthy", &down, 0.0, 1_000)]);
         let first = alerts.evaluate(&rules, &latest, 1_000).await.unwrap();
         // No host data at all: host-silent fires; service-down is only pending.
-        assert_eq!(first.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(), ["host-silent"]);
+        assert_eq!(
+            first.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(),
+            ["host-silent"]
+        );
         latest.record(&[Sample::new("appliance.service_healthy", &down, 0.0, 62_000)]);
         let second = alerts.evaluate(&rules, &latest, 62_000).await.unwrap();
         assert_eq!(second.len(), 1);

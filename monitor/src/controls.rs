@@ -334,7 +334,11 @@ mod tests {
         let c = Catalogue::builtin().unwrap();
         assert!(c.controls.len() >= 20, "{}", c.controls.len());
         for p in kopa_config::PROFILES {
-            let n = c.controls.iter().filter(|x| x.profiles.iter().any(|q| q == p)).count();
+            let n = c
+                .controls
+                .iter()
+                .filter(|x| x.profiles.iter().any(|q| q == p))
+                .count();
             assert!(n >= 6, "profile {p} has {n} controls");
         }
         for control in &c.controls {
@@ -413,7 +417,12 @@ value = 50
         assert_eq!(s["p"], 0.0);
 
         // The LDAP CA is renewed; the next evaluation passes.
-        latest.record(&[Sample::new("cert.days_left", &[("cert", "ldap-ca")], 700.0, 3_000)]);
+        latest.record(&[Sample::new(
+            "cert.days_left",
+            &[("cert", "ldap-ca")],
+            700.0,
+            3_000,
+        )]);
         let r = evaluate(&c, &all_profiles(&c), &latest, &tenants, 4_000);
         assert_eq!(
             r.iter().find(|x| x.control == "CERT-1").unwrap().status,
@@ -423,7 +432,13 @@ value = 50
         let s = scores(&c, &all_profiles(&c), &r, Some("talsi"));
         assert!((s["overall"] - 75.0).abs() < 1e-9, "{s:?}");
         // Stale values are not evidence.
-        let r = evaluate(&c, &all_profiles(&c), &latest, &tenants, 3_000 + STALE_MS + 1);
+        let r = evaluate(
+            &c,
+            &all_profiles(&c),
+            &latest,
+            &tenants,
+            3_000 + STALE_MS + 1,
+        );
         assert!(r.iter().all(|x| x.status == Status::NotApplicable));
     }
 }

@@ -76,48 +76,54 @@ fn bad(m: impl Into<String>) -> ApiError {
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "monitor database");
-    ApiError::new(ErrorCode::Unavailable, "The monitor is unavailable; try again.")
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "The monitor is unavailable; try again.",
+    )
 }
 
 fn officer(api: Arc<Api>) -> impl Filter<Extract = (Officer,), Error = Rejection> + Clone {
     cookie::request_cookies()
         .and(warp::ext::optional::<PeerAddr>())
         .and(warp::header::optional::<String>("user-agent"))
-        .and_then(move |cookies: Option<String>, peer: Option<PeerAddr>, ua: Option<String>| {
-            let api = api.clone();
-            async move {
-                let Some(user) = api.sso.user(&api.app, cookies.as_deref()).await else {
-                    return Err(ApiError::new(
-                        ErrorCode::Unauthenticated,
-                        "Not signed in: open / to sign in.",
-                    )
-                    .into_rejection());
-                };
-                let roles: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
-                let officer_role =
-                    roles.contains(&Role::SecurityOfficer) || roles.contains(&Role::Auditor);
-                let sees = if roles.contains(&Role::PlatformAdmin)
-                    || (officer_role && user.tenant.as_deref() == Some(PLATFORM))
-                {
-                    Sees::All
-                } else if officer_role && let Some(t) = &user.tenant {
-                    Sees::Tenant(t.clone())
-                } else {
-                    return Err(ApiError::new(
-                        ErrorCode::Forbidden,
-                        "Requires security_officer, auditor or platform_admin.",
-                    )
-                    .into_rejection());
-                };
-                Ok(Officer {
-                    subject: user.subject,
-                    tenant: user.tenant,
-                    sees,
-                    ip: peer.map(|p| p.0.ip()),
-                    user_agent: ua.unwrap_or_default(),
-                })
-            }
-        })
+        .and_then(
+            move |cookies: Option<String>, peer: Option<PeerAddr>, ua: Option<String>| {
+                let api = api.clone();
+                async move {
+                    let Some(user) = api.sso.user(&api.app, cookies.as_deref()).await else {
+                        return Err(ApiError::new(
+                            ErrorCode::Unauthenticated,
+                            "Not signed in: open / to sign in.",
+                        )
+                        .into_rejection());
+                    };
+                    let roles: Vec<Role> =
+                        user.roles.iter().filter_map(|r| Role::parse(r)).collect();
+                    let officer_role =
+                        roles.contains(&Role::SecurityOfficer) || roles.contains(&Role::Auditor);
+                    let sees = if roles.contains(&Role::PlatformAdmin)
+                        || (officer_role && user.tenant.as_deref() == Some(PLATFORM))
+                    {
+                        Sees::All
+                    } else if officer_role && let Some(t) = &user.tenant {
+                        Sees::Tenant(t.clone())
+                    } else {
+                        return Err(ApiError::new(
+                            ErrorCode::Forbidden,
+                            "Requires security_officer, auditor or platform_admin.",
+                        )
+                        .into_rejection());
+                    };
+                    Ok(Officer {
+                        subject: user.subject,
+                        tenant: user.tenant,
+                        sees,
+                        ip: peer.map(|p| p.0.ip()),
+                        user_agent: ua.unwrap_or_default(),
+                    })
+                }
+            },
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,7 +146,9 @@ async fn series(api: Arc<Api>, o: Officer, q: SeriesQuery) -> Answer {
     }
     let resolution = match q.resolution.as_deref() {
         None | Some("") => None,
-        Some(r) => Some(Resolution::parse(r).ok_or_else(|| bad("resolution must be raw, 5m or 1h"))?),
+        Some(r) => {
+            Some(Resolution::parse(r).ok_or_else(|| bad("resolution must be raw, 5m or 1h"))?)
+        }
     };
     let mut sel = Selector {
         name: q.name,
@@ -187,7 +195,11 @@ async fn compliance(api: Arc<Api>, o: Officer) -> Answer {
         .filter(|c| c.profiles.iter().any(|p| m.profiles().contains(p)))
         .map(|c| ScoredControl {
             control: c,
-            results: visible.iter().copied().filter(|r| r.control == c.id).collect(),
+            results: visible
+                .iter()
+                .copied()
+                .filter(|r| r.control == c.id)
+                .collect(),
         })
         .collect();
     let counts = |s: Status| visible.iter().filter(|r| r.status == s).count();
@@ -221,10 +233,16 @@ async fn certificates(api: Arc<Api>, o: Officer) -> Answer {
     let (certs, problems) = api.monitor.certificates();
     let mut certs: Vec<_> = certs
         .into_iter()
-        .filter(|c| o.sees == Sees::All || (c.tenant.is_some() && o.sees.tenant(c.tenant.as_deref())))
+        .filter(|c| {
+            o.sees == Sees::All || (c.tenant.is_some() && o.sees.tenant(c.tenant.as_deref()))
+        })
         .collect();
     certs.sort_by(|a, b| a.days_left.total_cmp(&b.days_left));
-    let problems = if o.sees == Sees::All { problems } else { Vec::new() };
+    let problems = if o.sees == Sees::All {
+        problems
+    } else {
+        Vec::new()
+    };
     json(&serde_json::json!({"certificates": certs, "problems": problems}))
 }
 
@@ -257,7 +275,13 @@ struct Annotation {
     minutes: Option<u64>,
 }
 
-async fn annotate(api: Arc<Api>, o: Officer, id: String, silence: bool, body: Annotation) -> Answer {
+async fn annotate(
+    api: Arc<Api>,
+    o: Officer,
+    id: String,
+    silence: bool,
+    body: Annotation,
+) -> Answer {
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(bad("Give a reason of 1 to 500 characters."));
@@ -286,17 +310,28 @@ async fn annotate(api: Arc<Api>, o: Officer, id: String, silence: bool, body: An
             .annotate(id.clone(), note, until, move |a| sees.tenant(a.tenant()))
             .await
             .map_err(unavailable)?;
-        let action = if silence { "alert-silenced" } else { "alert-acknowledged" };
+        let action = if silence {
+            "alert-silenced"
+        } else {
+            "alert-acknowledged"
+        };
         let mut e = AuditEvent::new(
             Category::Configuration,
             action,
-            if changed.is_some() { Outcome::Success } else { Outcome::Failure },
+            if changed.is_some() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
         )
         .user_resolved(o.subject.as_str())
         .user_agent(o.user_agent.chars().take(512).collect::<String>())
         .detail("alert", id.as_str())
         .detail("reason", reason.as_str());
-        e.tenant = o.tenant.as_deref().and_then(|t| kopa_core::TenantId::new(t).ok());
+        e.tenant = o
+            .tenant
+            .as_deref()
+            .and_then(|t| kopa_core::TenantId::new(t).ok());
         if let Some(ip) = o.ip {
             e = e.source_ip(ip);
         }
@@ -401,14 +436,18 @@ fn reply(a: Answer) -> warp::reply::Response {
 fn same_origin() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("origin")
         .and(warp::host::optional())
-        .and_then(|origin: Option<String>, host: Option<warp::host::Authority>| async move {
-            match (origin, host) {
-                (None, _) => Ok(()),
-                (Some(o), Some(h)) if o == format!("https://{h}") => Ok(()),
-                _ => Err(ApiError::new(ErrorCode::Forbidden, "Cross-site request refused.")
-                    .into_rejection()),
-            }
-        })
+        .and_then(
+            |origin: Option<String>, host: Option<warp::host::Authority>| async move {
+                match (origin, host) {
+                    (None, _) => Ok(()),
+                    (Some(o), Some(h)) if o == format!("https://{h}") => Ok(()),
+                    _ => Err(
+                        ApiError::new(ErrorCode::Forbidden, "Cross-site request refused.")
+                            .into_rejection(),
+                    ),
+                }
+            },
+        )
         .untuple_one()
 }
 
@@ -437,11 +476,15 @@ fn json_body() -> impl Filter<Extract = (Annotation,), Error = Rejection> + Clon
 /// `/metrics`: loopback clients, or the bearer token when one is configured.
 async fn metrics(api: Arc<Api>, peer: Option<PeerAddr>, auth: Option<String>) -> Answer {
     let loopback = peer.is_some_and(|p| p.0.ip().is_loopback());
-    let token_ok = match (&api.metrics_token, auth.as_deref().and_then(|a| a.strip_prefix("Bearer "))) {
-        (Some(want), Some(got)) => {
-            aws_lc_rs::constant_time::verify_slices_are_equal(want.expose().trim().as_bytes(), got.trim().as_bytes())
-                .is_ok()
-        }
+    let token_ok = match (
+        &api.metrics_token,
+        auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")),
+    ) {
+        (Some(want), Some(got)) => aws_lc_rs::constant_time::verify_slices_are_equal(
+            want.expose().trim().as_bytes(),
+            got.trim().as_bytes(),
+        )
+        .is_ok(),
         _ => false,
     };
     if !(loopback || token_ok) {
@@ -462,7 +505,9 @@ async fn metrics(api: Arc<Api>, peer: Option<PeerAddr>, auth: Option<String>) ->
 }
 
 /// Every route of the monitor.
-pub fn routes(api: Arc<Api>) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn routes(
+    api: Arc<Api>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let with = {
         let api = api.clone();
         move || {

@@ -132,7 +132,13 @@ mod tests {
     #[test]
     fn increase_counts_growth_inside_the_window_and_survives_a_reset() {
         let latest = Latest::new(3_600_000);
-        let points = [(0, 5.0), (60_000, 7.0), (120_000, 10.0), (180_000, 2.0), (240_000, 4.0)];
+        let points = [
+            (0, 5.0),
+            (60_000, 7.0),
+            (120_000, 10.0),
+            (180_000, 2.0),
+            (240_000, 4.0),
+        ];
         let samples: Vec<_> = points
             .iter()
             .map(|(t, v)| Sample::new("c_total", &[], *v, *t))

@@ -201,9 +201,14 @@ impl Monitor {
                 .map_err(|e| e.to_string())?
         };
         let now = d.clock.now_millis();
-        let follower =
-            AuditFollower::start(d.audit.clone(), d.store.clone(), d.config.inactive_account_days, now)
-                .await?;
+        let follower = AuditFollower::start(
+            d.audit.clone(),
+            d.store.clone(),
+            d.config.inactive_account_days,
+            &d.tenants,
+            now,
+        )
+        .await?;
         let results: Vec<ControlResult> = d
             .store
             .read(|txn| txn.iter(&RESULTS))
@@ -214,13 +219,11 @@ impl Monitor {
             .collect();
         let latest = Latest::new(LATEST_KEEP_MS);
         latest.record(&d.config_facts);
+        // The counters' values at start are the baseline their increases are measured from.
+        latest.record(&follower.samples(now));
         let slow = Duration::from_secs(3600);
-        let appliance = collect::appliance::Appliance::new(
-            d.probes,
-            d.data_dir,
-            d.audit.clone(),
-            slow,
-        );
+        let appliance =
+            collect::appliance::Appliance::new(d.probes, d.data_dir, d.audit.clone(), slow);
         Ok(Self {
             inner: Arc::new(Inner {
                 config_facts: d.config_facts,
@@ -501,11 +504,19 @@ impl Monitor {
                     .iter()
                     .filter(|a| {
                         a.state == alerts::AlertState::Firing
-                            && serde_json::to_value(a.severity).ok().as_ref().and_then(|v| v.as_str())
+                            && serde_json::to_value(a.severity)
+                                .ok()
+                                .as_ref()
+                                .and_then(|v| v.as_str())
                                 == Some(sev)
                     })
                     .count();
-                samples.push(Sample::new("alerts.firing", &[("severity", sev)], n as f64, now));
+                samples.push(Sample::new(
+                    "alerts.firing",
+                    &[("severity", sev)],
+                    n as f64,
+                    now,
+                ));
             }
         }
         if let Err(e) = self.ingest(samples).await {
@@ -635,7 +646,11 @@ impl Monitor {
             ));
         }
         let s = &self.inner.series;
-        values.push(("monitor.series".into(), series::Labels::new(), s.series_count() as f64));
+        values.push((
+            "monitor.series".into(),
+            series::Labels::new(),
+            s.series_count() as f64,
+        ));
         values.push((
             "monitor.samples_ingested_total".into(),
             series::Labels::new(),

@@ -65,7 +65,10 @@ impl Notifier {
         let mut out = Vec::new();
         if let Some((cfg, password)) = &self.email {
             let r = retry(|| self.mail(cfg, password.as_ref(), alert, now_secs)).await;
-            out.push((r.is_ok(), format!("e-mail: {}", r.err().unwrap_or_else(|| "sent".into()))));
+            out.push((
+                r.is_ok(),
+                format!("e-mail: {}", r.err().unwrap_or_else(|| "sent".into())),
+            ));
         }
         for (hook, secret) in &self.webhooks {
             let body = webhook_body(alert, &self.base_url);
@@ -92,7 +95,11 @@ impl Notifier {
             .await;
             out.push((
                 r.is_ok(),
-                format!("webhook {}: {}", hook.name, r.err().unwrap_or_else(|| "sent".into())),
+                format!(
+                    "webhook {}: {}",
+                    hook.name,
+                    r.err().unwrap_or_else(|| "sent".into())
+                ),
             ));
         }
         out
@@ -275,7 +282,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
                 .await
                 .map_err(|_| "SMTP authentication refused".to_owned())?;
         }
-        self.command(&format!("MAIL FROM:<{}>", cfg.from), 250).await?;
+        self.command(&format!("MAIL FROM:<{}>", cfg.from), 250)
+            .await?;
         for to in &cfg.to {
             self.command(&format!("RCPT TO:<{to}>"), 250).await?;
         }
@@ -316,7 +324,13 @@ fn encode_header(text: &str) -> String {
 }
 
 /// The whole message, CRLF line ends, ready for DATA.
-pub fn compose(cfg: &EmailConfig, a: &Alert, hostname: &str, base_url: &str, now_secs: u64) -> String {
+pub fn compose(
+    cfg: &EmailConfig,
+    a: &Alert,
+    hostname: &str,
+    base_url: &str,
+    now_secs: u64,
+) -> String {
     let state_lv = match a.state {
         AlertState::Firing => "AKTĪVS",
         AlertState::Resolved => "ATRISINĀTS",
@@ -328,8 +342,14 @@ pub fn compose(cfg: &EmailConfig, a: &Alert, hostname: &str, base_url: &str, now
         AlertState::Pending => "PENDING",
     };
     let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let subject = format!("[Kopa] {state_lv}/{state_en}: {} / {}", a.title_lv, a.title_en);
-    let value = a.value.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+    let subject = format!(
+        "[Kopa] {state_lv}/{state_en}: {} / {}",
+        a.title_lv, a.title_en
+    );
+    let value = a
+        .value
+        .map(|v| format!("{v}"))
+        .unwrap_or_else(|| "-".into());
     let body = format!(
         "{state_lv}: {}\n{state_en}: {}\n\nSvarīgums / severity: {:?}\nPazīmes / labels: {}\nVērtība / value: {value}\nKopš / since: {}\n\n{base_url}/security\n",
         a.title_lv,
@@ -388,7 +408,10 @@ mod tests {
     #[test]
     fn dates_headers_and_signatures() {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_722_819), "Thu, 26 Nov 2026 19:53:39 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_722_819),
+            "Thu, 26 Nov 2026 19:53:39 +0000"
+        );
         assert_eq!(encode_header("plain"), "plain");
         let enc = encode_header("Daudz neveiksmīgu pieteikšanos — ļoti daudz, ļoti ļoti daudz");
         for word in enc.split("\r\n ") {

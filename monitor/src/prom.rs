@@ -9,10 +9,32 @@ use std::fmt::Write as _;
 
 /// Label names that may reach `/metrics`.
 pub const ALLOWED_LABELS: [&str; 9] = [
-    "tenant", "cert", "mount", "service", "profile", "scope", "vm", "collector", "severity",
+    "tenant",
+    "cert",
+    "mount",
+    "service",
+    "profile",
+    "scope",
+    "vm",
+    "collector",
+    "severity",
+];
+
+/// Series kept in days or hours internally (the controls read them so), exported in the
+/// base unit Prometheus expects: (series, metric suffix, factor).
+const RESCALED: [(&str, &str, f64); 2] = [
+    ("cert.days_left", "cert_expiry_seconds", 86_400.0),
+    (
+        "appliance.backup_age_hours",
+        "appliance_backup_age_seconds",
+        3_600.0,
+    ),
 ];
 
 fn metric_name(series: &str) -> String {
+    if let Some((_, suffix, _)) = RESCALED.iter().find(|(s, _, _)| *s == series) {
+        return format!("kopa_{suffix}");
+    }
     let mut out = String::from("kopa_");
     out.extend(
         series
@@ -33,13 +55,16 @@ fn help(series: &str) -> &'static str {
         "host.cpu.usage_ratio" => "CPU busy share of all cores (0-1).",
         "host.memory.used_ratio" => "Memory in use, excluding what the kernel can reclaim (0-1).",
         "host.disk.free_ratio" => "Free share of each file system (0-1).",
-        "cert.days_left" => "Days until the certificate's notAfter; negative when expired.",
+        "cert.days_left" => "Seconds until the certificate's notAfter; negative when expired.",
+        "appliance.backup_age_hours" => "Seconds since the last backup.",
         "auth.failed_logins_total" => "Failed sign-ins recorded in the audit log.",
         "auth.logins_total" => "Successful sign-ins recorded in the audit log.",
         "auth.lockouts_total" => "Accounts locked by the brute-force guard.",
         "appliance.service_healthy" => "1 when the service's readiness probe passes.",
         "appliance.audit_chain_ok" => "1 when the audit chain head's signature verifies.",
-        "compliance.score" => "Compliance score (0-100, weighted by severity) per profile and scope.",
+        "compliance.score" => {
+            "Compliance score (0-100, weighted by severity) per profile and scope."
+        }
         "alerts.firing" => "Alerts firing, by severity.",
         _ => "Kopa monitor series (docs/monitor.md).",
     }
@@ -62,7 +87,12 @@ pub fn render(values: &[(String, Labels, f64)]) -> String {
         };
         let _ = writeln!(out, "# HELP {metric} {}", help(name));
         let _ = writeln!(out, "# TYPE {metric} {kind}");
+        let factor = RESCALED
+            .iter()
+            .find(|(s, _, _)| *s == name)
+            .map_or(1.0, |(_, _, f)| *f);
         for (labels, v) in rows {
+            let v = v * factor;
             out.push_str(&metric);
             let shown: Vec<String> = labels
                 .iter()

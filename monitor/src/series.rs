@@ -333,7 +333,8 @@ impl Series {
                 if dropped >= budget {
                     return Ok(dropped);
                 }
-                dropped += txn.remove_range(&RAW, &(*id, 0), &(*id, raw_cutoff), budget - dropped)?;
+                dropped +=
+                    txn.remove_range(&RAW, &(*id, 0), &(*id, raw_cutoff), budget - dropped)?;
             }
             for (table, keep) in [(M5, r.m5_ms), (H1, r.h1_ms)] {
                 let cutoff = now_ms.saturating_sub(keep);
@@ -515,7 +516,9 @@ mod tests {
         assert_eq!(got[0].labels["tenant"], "b");
         // Tenant scoping refuses what `keep` refuses.
         let none = s
-            .query_blocking(&sel, 0, 2_000, 2_000, None, &|l| l.get("tenant").is_some_and(|t| t == "a"))
+            .query_blocking(&sel, 0, 2_000, 2_000, None, &|l| {
+                l.get("tenant").is_some_and(|t| t == "a")
+            })
             .unwrap();
         assert!(none.is_empty());
     }

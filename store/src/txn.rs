@@ -98,7 +98,8 @@ impl<'a> WriteTxn<'a> {
         }
         let mut table = self.inner.open_table(t.def())?;
         // Only the entries read from the iterator are removed.
-        let doomed = table.extract_from_if::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| true)?;
+        let doomed =
+            table.extract_from_if::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| true)?;
         let mut count = 0;
         for item in doomed.take(limit) {
             item?;

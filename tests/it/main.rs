@@ -10,6 +10,7 @@ mod directory;
 mod edge;
 mod lifecycle;
 mod login;
+mod monitor;
 mod oidc;
 mod oidc_rules;
 mod portal;

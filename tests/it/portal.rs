@@ -73,6 +73,11 @@ async fn organisation(work: &CaseWork) {
 
 /// Opens the portal as `who`: the provider's login form once, then back to the portal.
 async fn sign_in(kopa: &kopa::Handle, who: &TestUser) -> Browser {
+    sign_in_as(kopa, &who.login(), who.password).await
+}
+
+/// Opens the portal as the user `login`, through the provider's login form.
+pub(crate) async fn sign_in_as(kopa: &kopa::Handle, login: &str, password: &str) -> Browser {
     let mut b = Browser::new(
         Client::trusting(&kopa.data_dir.join("tls/cert.pem")),
         kopa.addr,
@@ -84,11 +89,10 @@ async fn sign_in(kopa: &kopa::Handle, who: &TestUser) -> Browser {
         hidden(&html, "csrf").expect("a login form"),
         hidden(&html, "return_to").unwrap(),
     );
-    let login = who.login();
     let fields = [
         ("csrf", csrf.as_str()),
-        ("username", login.as_str()),
-        ("password", who.password),
+        ("username", login),
+        ("password", password),
         ("return_to", return_to.as_str()),
     ];
     let resp = b.post_form("/login", &fields).await;

@@ -4,11 +4,11 @@
 //!
 //! Only this crate and each service's `http` module name warp.
 
-pub mod outbound;
 pub mod cookie;
 pub mod error;
 pub mod health;
 pub mod middleware;
+pub mod outbound;
 pub mod server;
 pub mod sso;
 pub mod tls;

@@ -128,6 +128,11 @@ impl ReloadableCert {
     }
 
     /// The certificate currently served.
+    /// The certificate file it serves.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
     pub fn info(&self) -> Option<CertInfo> {
         self.current.read().ok().map(|g| g.1.clone())
     }

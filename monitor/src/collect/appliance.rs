@@ -71,11 +71,7 @@ async fn firewall_active() -> Option<bool> {
 
 /// Security updates apt would install (a simulation: nothing changes, no lock taken).
 async fn pending_security_updates() -> Option<u64> {
-    let out = run(
-        "apt-get",
-        &["-s", "-o", "Debug::NoLocking=1", "upgrade"],
-    )
-    .await?;
+    let out = run("apt-get", &["-s", "-o", "Debug::NoLocking=1", "upgrade"]).await?;
     Some(
         out.lines()
             .filter(|l| l.starts_with("Inst ") && l.contains("-security"))
@@ -118,7 +114,12 @@ impl Appliance {
         if let Ok(Some(free)) =
             tokio::task::spawn_blocking(move || super::host::free_ratio_of(&dir)).await
         {
-            out.push(Sample::new("appliance.data_disk_free_ratio", &[], free, now));
+            out.push(Sample::new(
+                "appliance.data_disk_free_ratio",
+                &[],
+                free,
+                now,
+            ));
         }
         if let Some(sync) = time_synchronized().await {
             out.push(Sample::new(
@@ -128,7 +129,10 @@ impl Appliance {
                 now,
             ));
         }
-        if self.last_slow.is_none_or(|t| t.elapsed() >= self.slow_every) {
+        if self
+            .last_slow
+            .is_none_or(|t| t.elapsed() >= self.slow_every)
+        {
             self.last_slow = Some(Instant::now());
             self.firewall = firewall_active().await;
             self.updates = pending_security_updates().await;

@@ -43,7 +43,11 @@ pub(crate) fn create_tables(txn: &WriteTxn) -> Result<(), StoreError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Failed,
-    Success { privileged: bool, mfa: bool, suspicious: bool },
+    Success {
+        privileged: bool,
+        mfa: bool,
+        suspicious: bool,
+    },
     Locked,
 }
 
@@ -103,7 +107,15 @@ const PRIVILEGED: [&str; 4] = [
 
 impl AuditFollower {
     /// Loads what was kept and rebuilds the last 24 hours' windows from the log.
-    pub async fn start(log: AuditLog, store: Store, inactive_days: u32, now: u64) -> Result<Self, String> {
+    /// `tenants` start with zero counters, so that the first failures after a start
+    /// already count as an increase.
+    pub async fn start(
+        log: AuditLog,
+        store: Store,
+        inactive_days: u32,
+        tenants: &std::collections::BTreeSet<String>,
+        now: u64,
+    ) -> Result<Self, String> {
         let (state, seen) = store
             .read(|txn| {
                 let state = txn.get(&STATE, &"audit".to_owned())?.unwrap_or_default();
@@ -112,6 +124,12 @@ impl AuditFollower {
             })
             .await
             .map_err(|e| e.to_string())?;
+        let mut state = state;
+        for t in tenants.iter().map(String::as_str).chain([NO_TENANT]) {
+            for counter in [&mut state.failed, &mut state.logins, &mut state.lockouts] {
+                counter.entry(t.to_owned()).or_default();
+            }
+        }
         let mut me = Self {
             log,
             store,
@@ -254,7 +272,8 @@ impl AuditFollower {
         Ok(self.samples(now))
     }
 
-    fn samples(&self, now: u64) -> Vec<Sample> {
+    /// The samples of what is known now, without reading the log.
+    pub fn samples(&self, now: u64) -> Vec<Sample> {
         #[derive(Default)]
         struct T {
             failed_1h: u64,
@@ -303,7 +322,10 @@ impl AuditFollower {
         for (tenant, t) in &per {
             let l = [("tenant", tenant.as_str())];
             let mut put = |name: &str, v: f64| out.push(Sample::new(name, &l, v, now));
-            put("auth.failed_logins_total", total(&self.state.failed, tenant));
+            put(
+                "auth.failed_logins_total",
+                total(&self.state.failed, tenant),
+            );
             put("auth.logins_total", total(&self.state.logins, tenant));
             put("auth.lockouts_total", total(&self.state.lockouts, tenant));
             put("auth.failed_logins_1h", t.failed_1h as f64);

@@ -68,8 +68,14 @@ fn signature_name(oid: &str) -> (&'static str, bool) {
 }
 
 /// Reads one DER certificate.
-pub fn inspect(name: &str, tenant: Option<&str>, der: &[u8], now_ms: u64) -> Result<CertInfo, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
+pub fn inspect(
+    name: &str,
+    tenant: Option<&str>,
+    der: &[u8],
+    now_ms: u64,
+) -> Result<CertInfo, String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
     let not_after_ms = cert.validity().not_after.timestamp() * 1000;
     let key_oid = cert.public_key().algorithm.algorithm.to_id_string();
     let (key_type, key_bits) = match (key_oid.as_str(), cert.public_key().parsed()) {
@@ -103,7 +109,12 @@ pub fn inspect(name: &str, tenant: Option<&str>, der: &[u8], now_ms: u64) -> Res
     })
 }
 
-fn from_pem(name: &str, tenant: Option<&str>, pem: &[u8], now: u64) -> Result<Vec<CertInfo>, String> {
+fn from_pem(
+    name: &str,
+    tenant: Option<&str>,
+    pem: &[u8],
+    now: u64,
+) -> Result<Vec<CertInfo>, String> {
     let mut out = Vec::new();
     for (i, block) in x509_parser::pem::Pem::iter_from_buffer(pem).enumerate() {
         let block = block.map_err(|e| format!("not PEM: {e}"))?;
@@ -187,8 +198,8 @@ async fn from_endpoint(name: &str, address: &str, now: u64) -> Result<Vec<CertIn
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let server_name = rustls::pki_types::ServerName::try_from(host)
-        .map_err(|_| "bad host name".to_owned())?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(host).map_err(|_| "bad host name".to_owned())?;
     let timeout = Duration::from_secs(10);
     let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
         .await

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(find("vm.running", "ventspils"), Some(1.0));
         assert_eq!(find("vm.quota_exceeded", "talsi"), Some(1.0));
         assert_eq!(find("vm.quota_exceeded", "ventspils"), Some(0.0));
-        assert_eq!(got.iter().filter(|s| s.name == "vm.memory_bytes").count(), 3);
+        assert_eq!(
+            got.iter().filter(|s| s.name == "vm.memory_bytes").count(),
+            3
+        );
     }
 
     #[test]
