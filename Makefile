@@ -49,7 +49,9 @@ bench: deps-test build-release
 	$(CARGO) build --release -p kopa-tests --bin kopa-bench
 	$(CARGO) build --release -p kopa-store --example audit_bench
 	$(CARGO) build --release -p kopa-portal-server --example portal_bench
+	$(CARGO) build --release -p kopa-monitor --example monitor_bench
 	python3 scripts/bench.py --kopa $(TARGET_DIR)/release/kopa \
 	  --kopa-bench $(TARGET_DIR)/release/kopa-bench \
 	  --audit-bench $(TARGET_DIR)/release/examples/audit_bench \
-	  --portal-bench $(TARGET_DIR)/release/examples/portal_bench --out BENCHMARKS.md
+	  --portal-bench $(TARGET_DIR)/release/examples/portal_bench \
+	  --monitor-bench $(TARGET_DIR)/release/examples/monitor_bench --out BENCHMARKS.md

@@ -132,12 +132,37 @@ def portal_rows(p):
     return rows
 
 
+def monitor_rows(m):
+    """The monitor rows from `monitor_bench`'s JSON."""
+    h, i, mo = m["host_collector"], m["ingest"], m["month"]
+    raw = mo["baseline_raw_30d_one_series"]["p50_ms"]
+    base = f"one series' 30 days of raw points read: {raw:.1f} ms"
+    rows = [
+        (f"Monitor: host collector CPU per reading ({h['samples_per_reading']} samples, stored durably)",
+         f"{h['cpu_ms_per_reading']:.2f} ms = {h['share_of_one_core_at_10s'] * 100:.3f} % of one core at 10 s",
+         "< 1 % of one core", "—", "—"),
+        ("Monitor: samples ingested (raw + 5 min + 1 h rollups, batches of 1000, durable)",
+         f"{i['samples_per_s']:.0f}/s", "—",
+         f"plain durable inserts of the same values: {i['baseline_plain_inserts_per_s']:.0f}/s",
+         f"{i['samples_per_s'] / i['baseline_plain_inserts_per_s']:.2f}"),
+    ]
+    for key, what in [("q_30d_one_series", "30 days, one tenant"), ("q_30d_ten_series", "30 days, ten tenants"),
+                      ("q_24h_ten_series", "24 hours, ten tenants"), ("q_1h_ten_series", "1 hour, ten tenants")]:
+        r = mo[key]
+        n = f"{mo['samples']:,}".replace(",", " ")
+        rows.append((f"Monitor dashboard query over {n} samples: {what}",
+                     f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms", "p99 < 100 ms", base,
+                     f"{r['p50_ms'] / raw:.3f}"))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kopa", required=True)
     ap.add_argument("--kopa-bench", required=True)
     ap.add_argument("--audit-bench", required=True)
     ap.add_argument("--portal-bench", required=True)
+    ap.add_argument("--monitor-bench", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -213,6 +238,12 @@ def main():
                  f"raw aws-lc-rs RSA-2048 signatures, one thread: {saml['raw_rsa2048_per_s']:.0f}/s",
                  f"{saml['ratio']:.3f}"))
     rows += portal_rows(portal)
+    monitor_dir = tempfile.mkdtemp(prefix="kopa-bench-monitor-")
+    try:
+        monitor = run_json([args.monitor_bench, monitor_dir])
+    finally:
+        shutil.rmtree(monitor_dir, ignore_errors=True)
+    rows += monitor_rows(monitor)
     with open(args.out, "w") as f:
         f.write("# Kopa benchmarks\n\n")
         f.write("Written by `make bench` (`scripts/bench.py`); every row has its baseline measured in the same run.\n")

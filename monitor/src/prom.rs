@@ -138,6 +138,6 @@ mod tests {
         assert!(text.contains("# TYPE kopa_auth_failed_logins_total counter\n"));
         assert!(text.contains("kopa_auth_failed_logins_total{tenant=\"talsi\"} 3\n"));
         assert!(!text.contains("anna"));
-        assert!(text.contains("kopa_cert_days_left{cert=\"a\\\"b\\\\c\\nd\"} -1.5\n"));
+        assert!(text.contains("kopa_cert_expiry_seconds{cert=\"a\\\"b\\\\c\\nd\"} -129600\n"));
     }
 }

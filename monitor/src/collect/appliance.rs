@@ -65,7 +65,7 @@ async fn firewall_active() -> Option<bool> {
     // Only default ACCEPT policies: no filtering.
     Some(
         out.lines()
-            .any(|l| !l.is_empty() && !(l.starts_with("-P ") && l.ends_with(" ACCEPT"))),
+            .any(|l| !(l.is_empty() || l.starts_with("-P ") && l.ends_with(" ACCEPT"))),
     )
 }
 

@@ -151,7 +151,7 @@ impl AuditFollower {
                     done = true;
                     break;
                 }
-                me.to_window(r);
+                me.add_to_window(r);
             }
             if done {
                 break;
@@ -161,7 +161,7 @@ impl AuditFollower {
         Ok(me)
     }
 
-    fn to_window(&mut self, r: &AuditRecord) -> Option<Kind> {
+    fn add_to_window(&mut self, r: &AuditRecord) -> Option<Kind> {
         let e = &r.event;
         let account = e
             .user_typed
@@ -210,7 +210,7 @@ impl AuditFollower {
     fn apply(&mut self, r: &AuditRecord) {
         let tenant = tenant_of(r);
         let e = &r.event;
-        match self.to_window(r) {
+        match self.add_to_window(r) {
             Some(Kind::Failed) => *self.state.failed.entry(tenant).or_default() += 1,
             Some(Kind::Success { .. }) => {
                 *self.state.logins.entry(tenant.clone()).or_default() += 1;
