@@ -706,6 +706,8 @@ struct AuditParams {
     after: Option<u64>,
     limit: Option<usize>,
     order: Option<String>,
+    /// `json` (default) or `csv` (a download, same columns as `kopa audit export`).
+    format: Option<String>,
 }
 
 fn bad(message: impl Into<String>) -> Rejection {
@@ -775,6 +777,41 @@ async fn audit_events(
             ApiError::new(ErrorCode::Unavailable, "The audit log is unavailable").into_rejection()
         }
     })?;
+    if p.format.as_deref() == Some("csv") {
+        // A download leaves the appliance: recorded like `kopa audit export`.
+        let mut e = kopa_store::audit::AuditEvent::new(
+            kopa_store::audit::Category::Process,
+            "audit-exported",
+            Outcome::Success,
+        )
+        .user_resolved(session.data.subject.as_str())
+        .method("api")
+        .detail("format", "csv")
+        .detail("records", page.records.len().to_string());
+        e.tenant = session.data.tenant.clone();
+        login.audit().append(e).await.map_err(|e| {
+            tracing::error!(error = %e, "audit export not recorded");
+            ApiError::new(ErrorCode::Unavailable, "The audit log is unavailable").into_rejection()
+        })?;
+        let mut r = warp::reply::Response::new(kopa_store::audit::csv(&page.records).into());
+        let h = r.headers_mut();
+        h.insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        h.insert(
+            warp::http::header::CONTENT_DISPOSITION,
+            warp::http::HeaderValue::from_static("attachment; filename=\"kopa-audit.csv\""),
+        );
+        h.insert(
+            warp::http::header::CACHE_CONTROL,
+            warp::http::HeaderValue::from_static("no-store"),
+        );
+        return Ok(r);
+    }
+    if !matches!(p.format.as_deref(), None | Some("" | "json")) {
+        return Err(bad("format must be json or csv"));
+    }
     let records: Vec<_> = page
         .records
         .iter()

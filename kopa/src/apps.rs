@@ -223,6 +223,8 @@ fn portal_paths() -> warp::filters::BoxedFilter<()> {
         .unify()
         .or(one("admin"))
         .unify()
+        .or(one("security"))
+        .unify()
         .boxed()
 }
 

@@ -5,7 +5,7 @@
 //! flagged and its control passes once it is renewed; `/metrics` passes `promtool check
 //! metrics`; a restart keeps alerts, acknowledgements and the time series.
 
-use crate::portal::sign_in_as;
+use crate::portal::{serious, sign_in_as, ui_dir};
 use kopa_config::{EmailConfig, SmtpSecurity, WatchedFile, WebhookConfig};
 use kopa_tests::browser::Browser;
 use kopa_tests::slapd::{Municipality, Slapd, user};
@@ -426,6 +426,119 @@ async fn brute_force_alerts_reach_mail_and_webhook_and_officers_see_only_their_t
             .iter()
             .any(|ch| ch["control"] == "OPS-CERT-02" && ch["to"] == "pass" && ch["from"] == "fail"),
         "{changes:?}"
+    );
+    kopa.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_security_officer_sees_a_brute_force_on_the_dashboard_in_a_real_browser() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "kopa-webhook-secret-0123456789";
+    std::fs::write(dir.path().join("webhook-secret"), secret).unwrap();
+    let sink = Sink::start(secret);
+    let cert = dir.path().join("talsi-sp.pem");
+    write_cert(&cert, 10);
+    let mut cfg = config(dir.path(), &slapd, &sink, &cert);
+    cfg.portal.ui_dir = Some(ui_dir());
+    let kopa = kopa::start(cfg).await.unwrap();
+
+    // The scripted brute force against the real login.
+    let anna = user("anna.berzina");
+    fail_logins(&kopa, &anna.login(), 12).await;
+    let zanis = user("zanis.cakste");
+    let mut api = sign_in_as(&kopa, &zanis.login(), zanis.password).await;
+    eventually("the brute-force alert", async || {
+        let a = json_of(&api.get("/api/monitor/alerts").await);
+        a["alerts"]
+            .as_array()?
+            .iter()
+            .any(|a| a["rule"] == "auth-brute-force" && a["state"] == "firing")
+            .then_some(())
+    })
+    .await;
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("security-screenshots");
+    let profile = tempfile::tempdir().unwrap();
+    let pyenv = std::env::var("KOPA_PYENV").unwrap_or_else(|_| "/opt/kopa-pyenv".into());
+    let axe_js = format!("{pyenv}/node_modules/axe-core/axe.min.js");
+    let url = format!("https://{}", kopa.addr);
+    let ca = kopa.data_dir.join("tls/cert.pem");
+    let (login, target) = (zanis.login(), anna.login());
+    let args: Vec<String> = [
+        "--url",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--username",
+        &login,
+        "--password",
+        zanis.password,
+        "--target",
+        &target,
+        "--reason",
+        "Zvanījām Annai: nav viņa",
+        "--axe",
+        &axe_js,
+        "--profile",
+        profile.path().to_str().unwrap(),
+        "--screenshots",
+        shots.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out: Value =
+        serde_json::from_str(&kopa_tests::run_peer("security_browser.py", args).await).unwrap();
+    assert!(out["failed"].is_null(), "{out:#}");
+    assert_eq!(out["page_errors"], json!([]), "{out:#}");
+    assert_eq!(out["landed_on"], "/security");
+    assert_eq!(out["nav_has_security"], true);
+    assert_eq!(out["brute_force_rows"], 1, "{out:#}");
+    assert!(
+        out["brute_force_text"]
+            .as_str()
+            .unwrap()
+            .contains("tenant=ventspils"),
+        "{out:#}"
+    );
+    assert!(out["chart_bars"].as_u64().unwrap() >= 1, "{out:#}");
+    assert_eq!(out["top_account"], target.as_str());
+    assert!(out["controls"].as_u64().unwrap() >= 20, "{out:#}");
+    assert_eq!(out["acknowledged"], true);
+    assert!(out["evidence_rows"].as_u64().unwrap() >= 1, "{out:#}");
+    assert_eq!(out["audit_rows"], 12, "{out:#}");
+    assert!(
+        out["csv_header"]
+            .as_str()
+            .unwrap()
+            .starts_with("@timestamp,"),
+        "{out:#}"
+    );
+    assert_eq!(out["csv_rows"], 12, "{out:#}");
+    let findings = serious(&json!({"security": out["axe"]}));
+    assert!(findings.is_empty(), "accessibility: {findings:#?}");
+
+    // What the browser did is on record: the acknowledgement and the CSV download.
+    let alerts = json_of(&api.get("/api/monitor/alerts").await);
+    let brute = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "auth-brute-force")
+        .cloned()
+        .unwrap();
+    assert_eq!(brute["ack"]["reason"], "Zvanījām Annai: nav viņa");
+    let records = kopa_tests::audit_records(&kopa.data_dir);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event.action"] == "alert-acknowledged")
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event.action"] == "audit-exported" && r["event.outcome"] == "success")
     );
     kopa.shutdown().await;
 }

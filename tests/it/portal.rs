@@ -358,7 +358,7 @@ async fn staff_work_cases_over_the_api_within_their_centre_and_institution() {
 }
 
 /// The built app (`scripts/build-ui.sh`, which `make test` runs) under the target dir.
-fn ui_dir() -> std::path::PathBuf {
+pub(crate) fn ui_dir() -> std::path::PathBuf {
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dir = tmp.parent().unwrap().join("ui");
     assert!(
@@ -370,7 +370,7 @@ fn ui_dir() -> std::path::PathBuf {
 }
 
 /// The serious and critical findings of axe-core on each page.
-fn serious(axe: &Value) -> Vec<String> {
+pub(crate) fn serious(axe: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for (page, violations) in axe.as_object().unwrap() {
         for v in violations.as_array().unwrap() {

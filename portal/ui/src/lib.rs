@@ -6,6 +6,7 @@
 mod api;
 mod i18n;
 mod pages;
+mod security;
 
 use i18n::{Lang, tr};
 use wasm_bindgen::prelude::*;
@@ -20,6 +21,7 @@ pub enum Route {
     Clients,
     Reports,
     Admin,
+    Security,
 }
 
 impl Route {
@@ -31,6 +33,7 @@ impl Route {
             ["clients"] => Route::Clients,
             ["reports"] => Route::Reports,
             ["admin"] => Route::Admin,
+            ["security"] => Route::Security,
             _ => Route::Cases,
         }
     }
@@ -43,6 +46,7 @@ impl Route {
             Route::Clients => "/clients".into(),
             Route::Reports => "/reports".into(),
             Route::Admin => "/admin".into(),
+            Route::Security => "/security".into(),
         }
     }
 }
@@ -136,6 +140,9 @@ fn app() -> Html {
             </main>
         };
     };
+    let officer = ["security_officer", "auditor", "platform_admin"]
+        .iter()
+        .any(|r| user.has(r));
     let ctx = Ctx {
         lang: l,
         me: user.clone(),
@@ -161,6 +168,7 @@ fn app() -> Html {
         Route::Clients => html! { <pages::Clients ctx={ctx.clone()} /> },
         Route::Reports => html! { <pages::Reports ctx={ctx.clone()} /> },
         Route::Admin => html! { <pages::Admin ctx={ctx.clone()} /> },
+        Route::Security => html! { <security::Security ctx={ctx.clone()} /> },
     };
     html! {
         <>
@@ -180,6 +188,9 @@ fn app() -> Html {
                     { nav_link(Route::Clients, "Klienti", "Clients") }
                     { nav_link(Route::Reports, "Pārskati", "Reports") }
                     { nav_link(Route::Admin, "Administrēšana", "Administration") }
+                    if officer {
+                        { nav_link(Route::Security, "Drošība", "Security") }
+                    }
                 </ul>
             </nav>
             <main id="main" tabindex="-1">{ page }</main>

@@ -23,14 +23,14 @@ fn select_value(e: &Event) -> String {
 }
 
 /// A message for screen readers and eyes: errors are `alert`, the rest `status`.
-fn notice(error: &Option<String>) -> Html {
+pub(crate) fn notice(error: &Option<String>) -> Html {
     match error {
         Some(e) => html! { <p class="error" role="alert">{ e.clone() }</p> },
         None => html! {},
     }
 }
 
-fn spawn<F: std::future::Future<Output = ()> + 'static>(f: F) {
+pub(crate) fn spawn<F: std::future::Future<Output = ()> + 'static>(f: F) {
     wasm_bindgen_futures::spawn_local(f);
 }
 

@@ -179,6 +179,16 @@ fn details_json(r: &AuditRecord, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// `records` as CSV with its header row (the columns of `kopa audit export --format csv`).
+pub fn csv(records: &[AuditRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_csv_header(&mut out);
+    for r in records {
+        write_csv(r, &mut out);
+    }
+    out
+}
+
 pub(crate) fn write_csv_header(out: &mut Vec<u8>) {
     out.extend_from_slice(CSV_COLUMNS.join(",").as_bytes());
     out.extend_from_slice(b"\r\n");

@@ -27,7 +27,7 @@ pub use chain::{ANOMALY_ACTION, ChainHead, RETENTION_ACTION};
 pub use error::AuditError;
 pub use event::{AuditEvent, Category, Outcome};
 pub use export::{
-    CSV_COLUMNS, ExportFormat, ExportPage, ecs_json, export, export_page, format_rfc3339_ms,
+    CSV_COLUMNS, ExportFormat, ExportPage, csv, ecs_json, export, export_page, format_rfc3339_ms,
     parse_rfc3339_ms,
 };
 pub use log::{AuditLog, AuditOptions, AuditStats, RetentionReport};
