@@ -93,8 +93,15 @@ def main():
             page.fill("#audit-user", args.target)
             page.select_option("#audit-outcome", "failure")
             page.click("#audit-search button[type=submit]")
+            # The filtered page replaces the unfiltered one: wait until every row is a
+            # failure of the target.
             page.wait_for_function(
-                "n => document.querySelectorAll('#audit-records tbody tr').length >= n", arg=5
+                """u => {
+                    const rows = [...document.querySelectorAll('#audit-records tbody tr')];
+                    return rows.length > 0 && rows.every(r =>
+                        r.cells[2].innerText === 'failure' && r.cells[4].innerText === u);
+                }""",
+                arg=args.target,
             )
             page.wait_for_load_state("networkidle")
             out["audit_rows"] = page.locator("#audit-records tbody tr").count()

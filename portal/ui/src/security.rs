@@ -72,8 +72,8 @@ fn hourly_chart(l: Lang, hours: &[Value]) -> Html {
         .max(1);
     let label = tr(
         l,
-        "Neveiksmīgas pieteikšanās pa stundām (24 h)",
-        "Failed sign-ins per hour (24 h)",
+        "Neveiksmīgas pieteikšanās (zilas) un bloķēti konti (sarkani) pa stundām (24 h)",
+        "Failed sign-ins (blue) and locked accounts (red) per hour (24 h)",
     );
     html! {
         <svg class="chart" id="failed-chart" role="img" aria-label={ label } width="100%" height="140" viewBox="0 0 600 140">
@@ -84,6 +84,10 @@ fn hourly_chart(l: Lang, hours: &[Value]) -> Html {
                 let x = i * 25;
                 html! { <g>
                     <rect x={ x.to_string() } y={ format!("{:.0}", 115.0 - bar) } width="20" height={ format!("{bar:.0}") } class="bar" />
+                    if h["lockouts"].as_u64().unwrap_or(0) > 0 {
+                        <rect x={ (x + 14).to_string() } y={ format!("{:.0}", 115.0 - (h["lockouts"].as_u64().unwrap_or(0) as f64 / max as f64 * 110.0).max(4.0)) }
+                            width="6" height={ format!("{:.0}", (h["lockouts"].as_u64().unwrap_or(0) as f64 / max as f64 * 110.0).max(4.0)) } class="lockout" />
+                    }
                     if n > 0 {
                         <text x={ (x + 2).to_string() } y={ format!("{:.0}", 112.0 - bar) } class="value">{ n.to_string() }</text>
                     }
