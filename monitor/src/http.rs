@@ -12,7 +12,7 @@ use crate::series::{Labels, Resolution, Selector};
 use kopa_core::{ErrorCode, Role};
 use kopa_store::audit::{AuditEvent, Category, Outcome};
 use kopa_web::sso::{App, Sso};
-use kopa_web::{ApiError, PeerAddr, cookie};
+use kopa_web::{ApiError, PeerAddr};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -83,47 +83,34 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn officer(api: Arc<Api>) -> impl Filter<Extract = (Officer,), Error = Rejection> + Clone {
-    cookie::request_cookies()
-        .and(warp::ext::optional::<PeerAddr>())
-        .and(warp::header::optional::<String>("user-agent"))
-        .and_then(
-            move |cookies: Option<String>, peer: Option<PeerAddr>, ua: Option<String>| {
-                let api = api.clone();
-                async move {
-                    let Some(user) = api.sso.user(&api.app, cookies.as_deref()).await else {
-                        return Err(ApiError::new(
-                            ErrorCode::Unauthenticated,
-                            "Not signed in: open / to sign in.",
-                        )
-                        .into_rejection());
-                    };
-                    let roles: Vec<Role> =
-                        user.roles.iter().filter_map(|r| Role::parse(r)).collect();
-                    let officer_role =
-                        roles.contains(&Role::SecurityOfficer) || roles.contains(&Role::Auditor);
-                    let sees = if roles.contains(&Role::PlatformAdmin)
-                        || (officer_role && user.tenant.as_deref() == Some(PLATFORM))
-                    {
-                        Sees::All
-                    } else if officer_role && let Some(t) = &user.tenant {
-                        Sees::Tenant(t.clone())
-                    } else {
-                        return Err(ApiError::new(
-                            ErrorCode::Forbidden,
-                            "Requires security_officer, auditor or platform_admin.",
-                        )
-                        .into_rejection());
-                    };
-                    Ok(Officer {
-                        subject: user.subject,
-                        tenant: user.tenant,
-                        sees,
-                        ip: peer.map(|p| p.0.ip()),
-                        user_agent: ua.unwrap_or_default(),
-                    })
-                }
-            },
-        )
+    kopa_web::sso::api_caller(api.sso.clone(), api.app.clone()).and_then(
+        move |caller: kopa_web::sso::ApiCaller| async move {
+            let user = caller.user;
+            let roles: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
+            let officer_role =
+                roles.contains(&Role::SecurityOfficer) || roles.contains(&Role::Auditor);
+            let sees = if roles.contains(&Role::PlatformAdmin)
+                || (officer_role && user.tenant.as_deref() == Some(PLATFORM))
+            {
+                Sees::All
+            } else if officer_role && let Some(t) = &user.tenant {
+                Sees::Tenant(t.clone())
+            } else {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "Requires security_officer, auditor or platform_admin.",
+                )
+                .into_rejection());
+            };
+            Ok::<_, Rejection>(Officer {
+                subject: user.subject,
+                tenant: user.tenant,
+                sees,
+                ip: caller.ip,
+                user_agent: caller.user_agent,
+            })
+        },
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,45 +419,10 @@ fn reply(a: Answer) -> warp::reply::Response {
     a.unwrap_or_else(ApiError::into_response)
 }
 
-/// Refuses a write whose `Origin` names another site.
-fn same_origin() -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("origin")
-        .and(warp::host::optional())
-        .and_then(
-            |origin: Option<String>, host: Option<warp::host::Authority>| async move {
-                match (origin, host) {
-                    (None, _) => Ok(()),
-                    (Some(o), Some(h)) if o == format!("https://{h}") => Ok(()),
-                    _ => Err(
-                        ApiError::new(ErrorCode::Forbidden, "Cross-site request refused.")
-                            .into_rejection(),
-                    ),
-                }
-            },
-        )
-        .untuple_one()
-}
+use kopa_web::json_api::same_origin;
 
 fn json_body() -> impl Filter<Extract = (Annotation,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("content-type")
-        .and(warp::body::content_length_limit(16 * 1024))
-        .and(warp::body::bytes())
-        .and_then(|ct: Option<String>, bytes: bytes::Bytes| async move {
-            let is_json = ct.as_deref().is_some_and(|c| {
-                c.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-            });
-            if !is_json {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "The body must be application/json.",
-                )
-                .into_rejection());
-            }
-            serde_json::from_slice::<Annotation>(&bytes)
-                .map_err(|e| bad(format!("Invalid JSON body: {e}")).into_rejection())
-        })
+    kopa_web::json_api::json_body(16 * 1024)
 }
 
 /// `/metrics`: loopback clients, or the bearer token when one is configured.

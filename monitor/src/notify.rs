@@ -8,7 +8,6 @@
 use crate::alerts::{Alert, AlertState};
 use base64::Engine as _;
 use kopa_config::{EmailConfig, SmtpSecurity, WebhookConfig};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -172,21 +171,12 @@ async fn tls_connect(
     host: &str,
     tcp: tokio::net::TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = kopa_web::outbound::tls_config();
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|_| "bad SMTP host name".to_owned())?;
     tokio::time::timeout(
         STEP_TIMEOUT,
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
     .map_err(|_| "TLS handshake timed out".to_owned())?

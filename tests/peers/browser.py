@@ -45,6 +45,26 @@ def spki_sha256(pem_file):
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
+def launch_chromium(pw, args, width, height):
+    """Debian's Chromium through Playwright with a fresh profile (``args.profile``),
+    trusting Kopa's certificate (``args.ca``) by its key pin, and ignoring the page's CSP
+    so that axe-core can be injected. Returns the context, its page, and the list the
+    page's script errors are collected in."""
+    pin = f"--ignore-certificate-errors-spki-list={spki_sha256(args.ca)}"
+    context = pw.chromium.launch_persistent_context(
+        args.profile,
+        executable_path=args.chromium,
+        args=[*CHROMIUM_ARGS, pin],
+        bypass_csp=True,
+        viewport={"width": width, "height": height},
+    )
+    page = context.pages[0] if context.pages else context.new_page()
+    page.set_default_timeout(30_000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return context, page, errors
+
+
 class Incomplete(Exception):
     """A step the scenario cannot go on without did not happen."""
 

@@ -13,9 +13,8 @@ import os
 import re
 import sys
 
-from browser import CHROMIUM_ARGS, spki_sha256
+from browser import launch_chromium
 
-TIMEOUT_MS = 30_000
 # axe's tags for WCAG 2.0 and 2.1, levels A and AA.
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
@@ -66,19 +65,7 @@ def main():
     base = args.url.rstrip("/")
     out = {"axe": {}}
     with sync_playwright() as pw:
-        pin = f"--ignore-certificate-errors-spki-list={spki_sha256(args.ca)}"
-        # axe is injected as a script: the test's browser ignores the page's CSP for it.
-        context = pw.chromium.launch_persistent_context(
-            args.profile,
-            executable_path=args.chromium,
-            args=[*CHROMIUM_ARGS, pin],
-            bypass_csp=True,
-            viewport={"width": 1280, "height": 800},
-        )
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        context, page, errors = launch_chromium(pw, args, 1280, 800)
         try:
             # Asked for the reports without a session: the login form, then back there.
             page.goto(f"{base}/reports")

@@ -14,10 +14,8 @@ import os
 import re
 import sys
 
-from browser import CHROMIUM_ARGS, spki_sha256
+from browser import launch_chromium
 from portal_browser import axe
-
-TIMEOUT_MS = 30_000
 
 
 def main():
@@ -42,18 +40,7 @@ def main():
     base = args.url.rstrip("/")
     out = {}
     with sync_playwright() as pw:
-        pin = f"--ignore-certificate-errors-spki-list={spki_sha256(args.ca)}"
-        context = pw.chromium.launch_persistent_context(
-            args.profile,
-            executable_path=args.chromium,
-            args=[*CHROMIUM_ARGS, pin],
-            bypass_csp=True,
-            viewport={"width": 1280, "height": 900},
-        )
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        context, page, errors = launch_chromium(pw, args, 1280, 900)
         try:
             page.goto(f"{base}/security")
             page.wait_for_selector("#password")

@@ -7,6 +7,7 @@
 pub mod cookie;
 pub mod error;
 pub mod health;
+pub mod json_api;
 pub mod middleware;
 pub mod outbound;
 pub mod server;

@@ -10,7 +10,9 @@ use rustls::pki_types::ServerName;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpStream;
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
+/// The client TLS configuration for outgoing connections: the system's roots, safe
+/// protocol versions, aws-lc-rs.
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

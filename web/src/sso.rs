@@ -454,3 +454,42 @@ impl Sso {
             )
     }
 }
+
+/// Who calls an app's JSON API: the signed-in user, where from and with what.
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub user: AppUser,
+    /// The peer address, when the listener recorded one.
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: String,
+}
+
+/// The caller of `app`'s API, or a 401 (never a redirect: an API client cannot follow the
+/// sign-in) that says where to sign in.
+pub fn api_caller(
+    sso: Arc<Sso>,
+    app: App,
+) -> impl Filter<Extract = (ApiCaller,), Error = Rejection> + Clone {
+    cookie::request_cookies()
+        .and(warp::ext::optional::<crate::PeerAddr>())
+        .and(warp::header::optional::<String>("user-agent"))
+        .and_then(
+            move |cookies: Option<String>, peer: Option<crate::PeerAddr>, ua: Option<String>| {
+                let (sso, app) = (sso.clone(), app.clone());
+                async move {
+                    let Some(user) = sso.user(&app, cookies.as_deref()).await else {
+                        return Err(crate::ApiError::new(
+                            kopa_core::ErrorCode::Unauthenticated,
+                            "Not signed in: open / to sign in.",
+                        )
+                        .into_rejection());
+                    };
+                    Ok(ApiCaller {
+                        user,
+                        ip: peer.map(|p| p.0.ip()),
+                        user_agent: ua.unwrap_or_default(),
+                    })
+                }
+            },
+        )
+}

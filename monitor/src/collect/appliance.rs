@@ -79,6 +79,10 @@ async fn pending_security_updates() -> Option<u64> {
     )
 }
 
+/// The slow checks wait this long after start: a start (or a test's appliance) is not
+/// the moment to run apt.
+const FIRST_SLOW_CHECK: Duration = Duration::from_secs(120);
+
 impl Appliance {
     pub fn new(
         probes: Vec<Arc<dyn ReadinessProbe>>,
@@ -91,7 +95,7 @@ impl Appliance {
             data_dir,
             audit,
             slow_every,
-            last_slow: None,
+            last_slow: Instant::now().checked_sub(slow_every.saturating_sub(FIRST_SLOW_CHECK)),
             firewall: None,
             updates: None,
         }

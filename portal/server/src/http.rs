@@ -20,8 +20,8 @@ use crate::work::{
 };
 use kopa_core::{ErrorCode, Role, TenantId};
 use kopa_store::audit::{AuditEvent, AuditLog, Category, Outcome};
+use kopa_web::ApiError;
 use kopa_web::sso::{App, Sso};
-use kopa_web::{ApiError, PeerAddr, cookie};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
@@ -103,84 +103,34 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 /// The caller, or a 401.
 fn caller(api: Arc<Api>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
-    cookie::request_cookies()
-        .and(warp::ext::optional::<PeerAddr>())
-        .and(warp::header::optional::<String>("user-agent"))
-        .and_then(
-            move |cookies: Option<String>, peer: Option<PeerAddr>, ua: Option<String>| {
-                let api = api.clone();
-                async move {
-                    let Some(user) = api.sso.user(&api.app, cookies.as_deref()).await else {
-                        return Err(ApiError::new(
-                            ErrorCode::Unauthenticated,
-                            "Not signed in to the portal: open / to sign in.",
-                        )
-                        .into_rejection());
-                    };
-                    let roles = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
-                    let viewer = api
-                        .work
-                        .viewer(&user.subject, roles, user.tenant.clone())
-                        .await
-                        .map_err(|e| ApiError::from(e).into_rejection())?;
-                    Ok(Caller {
-                        viewer,
-                        name: user.name,
-                        tenant: user.tenant,
-                        ip: peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip()),
-                        user_agent: ua.unwrap_or_default(),
-                    })
-                }
-            },
-        )
+    kopa_web::sso::api_caller(api.sso.clone(), api.app.clone()).and_then(
+        move |caller: kopa_web::sso::ApiCaller| {
+            let api = api.clone();
+            async move {
+                let user = caller.user;
+                let roles = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
+                let viewer = api
+                    .work
+                    .viewer(&user.subject, roles, user.tenant.clone())
+                    .await
+                    .map_err(|e| ApiError::from(e).into_rejection())?;
+                Ok::<_, Rejection>(Caller {
+                    viewer,
+                    name: user.name,
+                    tenant: user.tenant,
+                    ip: caller.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    user_agent: caller.user_agent,
+                })
+            }
+        },
+    )
 }
 
-/// Refuses a write whose `Origin` names another site.
-fn same_origin() -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("origin")
-        .and(warp::host::optional())
-        .and_then(
-            |origin: Option<String>, host: Option<warp::host::Authority>| async move {
-                let fine = match (origin, host) {
-                    (None, _) => true,
-                    (Some(o), Some(h)) => o == format!("https://{h}"),
-                    (Some(_), None) => false,
-                };
-                if fine {
-                    Ok(())
-                } else {
-                    Err(
-                        ApiError::new(ErrorCode::Forbidden, "Cross-site request refused.")
-                            .into_rejection(),
-                    )
-                }
-            },
-        )
-        .untuple_one()
-}
+use kopa_web::json_api::same_origin;
 
 /// A JSON body of at most 64 KiB, with serde's own message when it does not fit `T`.
 fn body<T: DeserializeOwned + Send + 'static>() -> Part<T> {
-    warp::header::optional::<String>("content-type")
-        .and(warp::body::content_length_limit(64 * 1024))
-        .and(warp::body::bytes())
-        .and_then(|ct: Option<String>, bytes: bytes::Bytes| async move {
-            let is_json = ct.as_deref().is_some_and(|c| {
-                c.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-            });
-            if !is_json {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "The body must be application/json.",
-                )
-                .into_rejection());
-            }
-            serde_json::from_slice::<T>(&bytes)
-                .map_err(|e| bad(format!("Invalid JSON body: {e}")).into_rejection())
-        })
-        .boxed()
+    kopa_web::json_api::json_body(64 * 1024).boxed()
 }
 
 fn reply(answer: Answer) -> Reply {
