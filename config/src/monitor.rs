@@ -16,7 +16,7 @@ mod limits {
     pub const ROLLUP_1H_DAYS: RangeInclusive<u32> = 1..=3650;
     pub const MAX_SERIES: RangeInclusive<u32> = 100..=1_000_000;
     pub const INACTIVE_DAYS: RangeInclusive<u32> = 1..=3650;
-    pub const WINDOW_SECS: RangeInclusive<u64> = 1..=604_800;
+    pub const WINDOW_SECS: RangeInclusive<u64> = 1..=86_400;
 }
 
 /// Profiles of the controls catalogue (`monitor/controls/catalogue.toml`).
@@ -164,7 +164,7 @@ pub struct AlertRuleConfig {
     pub value: f64,
     /// Window of `increase` and `absence`, in seconds.
     #[serde(default = "default_window")]
-    #[schemars(range(min = 1, max = 604_800))]
+    #[schemars(range(min = 1, max = 86_400))]
     pub window_secs: u64,
     /// How long the condition must hold before the alert fires.
     #[serde(default)]

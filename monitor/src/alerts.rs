@@ -232,6 +232,17 @@ pub(crate) fn create_tables(txn: &WriteTxn) -> Result<(), StoreError> {
     txn.open_table(&HISTORY)
 }
 
+/// Drops history older than `cutoff_ms`, and resolved alerts that ended before it.
+pub(crate) fn trim_history(txn: &WriteTxn, cutoff_ms: u64) -> Result<(), StoreError> {
+    txn.remove_range(&HISTORY, &(0, 0), &(cutoff_ms, 0), 100_000)?;
+    for (id, a) in txn.iter(&ALERTS)? {
+        if a.state == AlertState::Resolved && a.resolved_ms.is_some_and(|t| t < cutoff_ms) {
+            txn.remove(&ALERTS, &id)?;
+        }
+    }
+    Ok(())
+}
+
 fn alert_id(rule: &str, labels: &Labels) -> String {
     let key = crate::series::series_key(rule, labels);
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
@@ -284,6 +295,17 @@ impl Alerts {
         now: u64,
     ) -> Result<Changes, StoreError> {
         let mut seen: BTreeMap<String, (Rule, Labels, bool, Option<f64>)> = BTreeMap::new();
+        // Whether each rule's series has reported anything yet (after a start, a slow
+        // collector's alerts wait for it rather than resolve).
+        let reporting: BTreeMap<String, bool> = rules
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    !latest.select(&|x| x.name == r.series).is_empty(),
+                )
+            })
+            .collect();
         for rule in rules {
             let series = latest.select(&|r| r.name == rule.series);
             for r in &series {
@@ -320,6 +342,28 @@ impl Alerts {
                     )?;
                     Ok(())
                 };
+                // An active alert whose rule was removed, or whose series is no longer
+                // reported, resolves rather than firing forever.
+                for (id, a) in &existing {
+                    if seen.contains_key(id)
+                        || a.state == AlertState::Resolved
+                        || reporting.get(&a.rule) == Some(&false)
+                    {
+                        continue;
+                    }
+                    if a.state == AlertState::Pending {
+                        txn.remove(&ALERTS, id)?;
+                        continue;
+                    }
+                    let mut a = a.clone();
+                    a.state = AlertState::Resolved;
+                    a.resolved_ms = Some(now);
+                    txn.insert(&ALERTS, id, &a)?;
+                    log(txn, &a, "resolved")?;
+                    if !a.silenced(now) {
+                        changes.push(a);
+                    }
+                }
                 for (id, (rule, labels, holds, value)) in seen {
                     let old = existing.get(&id).cloned();
                     let active = old.as_ref().filter(|a| a.state != AlertState::Resolved);
@@ -586,6 +630,44 @@ mod tests {
             .map(|e| e.what)
             .collect();
         assert_eq!(whats, ["resolved", "acknowledged", "firing"]);
+    }
+
+    #[tokio::test]
+    async fn an_alert_whose_series_is_gone_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let alerts = Alerts::new(Store::open(dir.path(), &crate::SCHEMA).unwrap());
+        let rules: Vec<Rule> = builtin_rules()
+            .into_iter()
+            .filter(|r| r.id == "cert-expiring")
+            .collect();
+        let latest = Latest::new(3_600_000);
+        latest.record(&[
+            Sample::new("cert.days_left", &[("cert", "old")], 3.0, 1_000),
+            Sample::new("cert.days_left", &[("cert", "kopa-tls")], 300.0, 1_000),
+        ]);
+        assert_eq!(
+            alerts.evaluate(&rules, &latest, 1_000).await.unwrap().len(),
+            1
+        );
+        // The certificate is no longer watched; the collector reports the others.
+        latest.retain_of("cert.days_left", &|l| l["cert"] != "old");
+        let gone = alerts.evaluate(&rules, &latest, 2_000).await.unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].state, AlertState::Resolved);
+        // And so is a rule that was switched off.
+        latest.record(&[Sample::new(
+            "cert.days_left",
+            &[("cert", "new")],
+            3.0,
+            3_000,
+        )]);
+        assert_eq!(
+            alerts.evaluate(&rules, &latest, 3_000).await.unwrap().len(),
+            1
+        );
+        let off = alerts.evaluate(&[], &latest, 4_000).await.unwrap();
+        assert_eq!(off.len(), 1);
+        assert_eq!(off[0].state, AlertState::Resolved);
     }
 
     #[tokio::test]

@@ -49,6 +49,20 @@ impl Sees {
     fn labels(&self, l: &Labels) -> bool {
         self.tenant(l.get("tenant").map(String::as_str))
     }
+
+    /// A platform result as this caller may see it: evidence labelled with another
+    /// tenant is removed, and so is the reduced value it may have come from.
+    fn redact(&self, mut r: crate::controls::ControlResult) -> crate::controls::ControlResult {
+        if let Self::Tenant(mine) = self {
+            let before = r.evidence.len();
+            r.evidence
+                .retain(|e| e.labels.get("tenant").is_none_or(|t| t == mine));
+            if r.evidence.len() != before {
+                r.observed = None;
+            }
+        }
+        r
+    }
 }
 
 /// The signed-in officer.
@@ -164,7 +178,7 @@ struct ScoredControl<'a> {
 
 async fn compliance(api: Arc<Api>, o: Officer) -> Answer {
     let m = &api.monitor;
-    let results = m.results();
+    let results: Vec<_> = m.results().into_iter().map(|r| o.sees.redact(r)).collect();
     let visible: Vec<_> = results
         .iter()
         .filter(|r| r.scope == PLATFORM || o.sees.tenant(Some(&r.scope)))
@@ -197,6 +211,13 @@ async fn compliance(api: Arc<Api>, o: Officer) -> Answer {
         .into_iter()
         .filter(|c| c.scope == PLATFORM || o.sees.tenant(Some(&c.scope)))
         .take(100)
+        .map(|mut c| {
+            // A platform result's value may come from another tenant's figures.
+            if c.scope == PLATFORM && o.sees != Sees::All {
+                c.observed = None;
+            }
+            c
+        })
         .collect();
     let profiles: Vec<_> = m
         .catalogue()
@@ -315,10 +336,13 @@ async fn annotate(
         .user_agent(o.user_agent.chars().take(512).collect::<String>())
         .detail("alert", id.as_str())
         .detail("reason", reason.as_str());
-        e.tenant = o
-            .tenant
-            .as_deref()
-            .and_then(|t| kopa_core::TenantId::new(t).ok());
+        // Recorded under the alert's tenant, so that tenant's auditors see it; a
+        // platform alert (or a refusal) under the officer's.
+        let tenant = changed
+            .as_ref()
+            .and_then(|a| a.tenant().map(str::to_owned))
+            .or_else(|| o.tenant.clone());
+        e.tenant = tenant.and_then(|t| kopa_core::TenantId::new(t).ok());
         if let Some(ip) = o.ip {
             e = e.source_ip(ip);
         }
@@ -427,7 +451,8 @@ fn json_body() -> impl Filter<Extract = (Annotation,), Error = Rejection> + Clon
 
 /// `/metrics`: loopback clients, or the bearer token when one is configured.
 async fn metrics(api: Arc<Api>, peer: Option<PeerAddr>, auth: Option<String>) -> Answer {
-    let loopback = peer.is_some_and(|p| p.0.ip().is_loopback());
+    // An IPv4 client of a dual-stack listener arrives as ::ffff:127.0.0.1.
+    let loopback = peer.is_some_and(|p| p.0.ip().to_canonical().is_loopback());
     let token_ok = match (
         &api.metrics_token,
         auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")),

@@ -201,7 +201,7 @@ impl Monitor {
                 .map_err(|e| e.to_string())?
         };
         let now = d.clock.now_millis();
-        let follower = AuditFollower::start(
+        let mut follower = AuditFollower::start(
             d.audit.clone(),
             d.store.clone(),
             d.config.inactive_account_days,
@@ -217,10 +217,51 @@ impl Monitor {
             .into_iter()
             .map(|(_, r)| r)
             .collect();
-        let latest = Latest::new(LATEST_KEEP_MS);
+        let keep = rules
+            .iter()
+            .map(|r| r.window_ms.saturating_add(60_000))
+            .max()
+            .unwrap_or(0)
+            .max(LATEST_KEEP_MS);
+        let latest = Latest::new(keep);
         latest.record(&d.config_facts);
-        // The counters' values at start are the baseline their increases are measured from.
-        latest.record(&follower.samples(now));
+        // Records written while the monitor was not running (or before it ever ran) are
+        // history, not a burst: read them before the baseline the increases start from.
+        let baseline = follower.poll(now).await?;
+        // The counters' recent history, from the database, so that an increase over a
+        // window spanning the restart is still measured.
+        for rule in rules
+            .iter()
+            .filter(|r| r.kind == kopa_config::RuleKind::Increase)
+        {
+            let sel = series::Selector {
+                name: rule.series.clone(),
+                labels: Vec::new(),
+            };
+            let (s, from) = (series.clone(), now.saturating_sub(rule.window_ms));
+            let got = tokio::task::spawn_blocking(move || {
+                s.query_blocking(&sel, from, now, now, Some(series::Resolution::Raw), &|_| {
+                    true
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            for data in got {
+                let samples: Vec<Sample> = data
+                    .points
+                    .iter()
+                    .map(|p| Sample {
+                        name: data.name.clone(),
+                        labels: data.labels.clone(),
+                        value: p.value,
+                        time_ms: p.t,
+                    })
+                    .collect();
+                latest.record(&samples);
+            }
+        }
+        latest.record(&baseline);
         let slow = Duration::from_secs(3600);
         let appliance =
             collect::appliance::Appliance::new(d.probes, d.data_dir, d.audit.clone(), slow);
@@ -234,7 +275,12 @@ impl Monitor {
                 rules,
                 store: d.store,
                 clock: d.clock,
-                tenants: RwLock::new(d.tenants),
+                tenants: RwLock::new(
+                    d.tenants
+                        .into_iter()
+                        .filter(|t| t != controls::PLATFORM)
+                        .collect(),
+                ),
                 follower: tokio::sync::Mutex::new(follower),
                 certs: RwLock::default(),
                 results: RwLock::new(results),
@@ -414,7 +460,7 @@ impl Monitor {
                 .values_of("auth.logins_total")
                 .into_iter()
                 .filter_map(|(l, _, _)| l.get("tenant").cloned())
-                .filter(|t| t != collect::audit::NO_TENANT)
+                .filter(|t| t != collect::audit::NO_TENANT && t != controls::PLATFORM)
                 .collect();
             write(&self.inner.tenants).extend(seen);
         }
@@ -599,10 +645,33 @@ impl Monitor {
                 tick.tick().await;
                 let series = me.inner.series.clone();
                 let now = me.now();
-                let swept =
-                    tokio::task::spawn_blocking(move || series.sweep_blocking(now, 50_000)).await;
+                // Transactions of at most 50 000 records per table, until nothing is left
+                // to drop: the sweep keeps up with any inflow.
+                let swept = tokio::task::spawn_blocking(move || {
+                    for _ in 0..1000 {
+                        if series.sweep_blocking(now, 50_000)? == 0 {
+                            break;
+                        }
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await;
                 if let Ok(Err(e)) = swept {
                     tracing::warn!(error = %e, "time series retention failed");
+                }
+                // Alert history and control changes are kept as long as hourly rollups.
+                let keep = u64::from(me.inner.config.rollup_1h_retention_days) * 86_400_000;
+                let cutoff = now.saturating_sub(keep);
+                let trimmed = me
+                    .inner
+                    .store
+                    .write(move |txn| {
+                        txn.remove_range(&CHANGES, &(0, 0), &(cutoff, 0), 100_000)?;
+                        alerts::trim_history(txn, cutoff)
+                    })
+                    .await;
+                if let Err(e) = trimmed {
+                    tracing::warn!(error = %e, "monitor history retention failed");
                 }
             }
         }));

@@ -9,9 +9,14 @@ use crate::alerts::{Alert, AlertState};
 use base64::Engine as _;
 use kopa_config::{EmailConfig, SmtpSecurity, WebhookConfig};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one delivery attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest reply line accepted (RFC 5321 allows 512 octets), and most lines per reply.
+const MAX_REPLY_LINE: u64 = 2048;
+const MAX_REPLY_LINES: usize = 100;
 
 /// Where notifications go, with the secrets read at start.
 #[derive(Clone)]
@@ -59,11 +64,20 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
 }
 
 impl Notifier {
-    /// Sends `alert` everywhere, three tries each; returns one line per destination.
+    /// Sends `alert` everywhere, three tries each (each try at most a minute); returns
+    /// one line per destination.
     pub async fn send(&self, alert: &Alert, now_secs: u64) -> Vec<(bool, String)> {
         let mut out = Vec::new();
         if let Some((cfg, password)) = &self.email {
-            let r = retry(|| self.mail(cfg, password.as_ref(), alert, now_secs)).await;
+            let r = retry(|| async {
+                tokio::time::timeout(
+                    ATTEMPT_TIMEOUT,
+                    self.mail(cfg, password.as_ref(), alert, now_secs),
+                )
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()))
+            })
+            .await;
             out.push((
                 r.is_ok(),
                 format!("e-mail: {}", r.err().unwrap_or_else(|| "sent".into())),
@@ -72,8 +86,12 @@ impl Notifier {
         for (hook, secret) in &self.webhooks {
             let body = webhook_body(alert, &self.base_url);
             let r = retry(|| async {
-                let sig = signature(secret.expose().as_bytes(), now_secs, &body);
-                let answer = kopa_web::outbound::send_to(
+                // Signed at each try, so a retry minutes later still has a fresh stamp.
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(now_secs, |d| d.as_secs());
+                let sig = signature(secret.expose().as_bytes(), t, &body);
+                let sent = kopa_web::outbound::send_to(
                     hyper::Method::POST,
                     &hook.url,
                     "*/*",
@@ -83,8 +101,10 @@ impl Notifier {
                         headers: vec![("kopa-signature", sig)],
                     }),
                     4096,
-                )
-                .await?;
+                );
+                let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, sent)
+                    .await
+                    .map_err(|_| "timed out".to_owned())??;
                 if (200..300).contains(&answer.status) {
                     Ok(())
                 } else {
@@ -207,12 +227,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(STEP_TIMEOUT, self.io.read_line(&mut line))
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err("the SMTP reply is too long".into());
+            }
+            let mut bounded = (&mut self.io).take(MAX_REPLY_LINE);
+            let n = tokio::time::timeout(STEP_TIMEOUT, bounded.read_line(&mut line))
                 .await
                 .map_err(|_| "the SMTP server did not answer".to_owned())?
                 .map_err(|e| format!("SMTP read failed: {}", e.kind()))?;
             if n == 0 {
                 return Err("the SMTP server closed the connection".into());
+            }
+            if !line.ends_with('\n') {
+                return Err("an SMTP reply line is too long".into());
             }
             let line = line.trim_end_matches(['\r', '\n']);
             let code = line
@@ -255,7 +282,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
     }
 
     async fn ehlo(&mut self, host: &str) -> Result<Vec<String>, String> {
-        self.command(&format!("EHLO {host}"), 250).await
+        // An address goes in as an address literal (RFC 5321 §4.1.3).
+        let name = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => format!("[{ip}]"),
+            Ok(std::net::IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+            Err(_) => host.to_owned(),
+        };
+        self.command(&format!("EHLO {name}"), 250).await
     }
 
     async fn deliver(
@@ -275,7 +308,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
         self.command(&format!("MAIL FROM:<{}>", cfg.from), 250)
             .await?;
         for to in &cfg.to {
-            self.command(&format!("RCPT TO:<{to}>"), 250).await?;
+            // 251: not local, will forward (RFC 5321 §3.4); also accepted.
+            self.write(format!("RCPT TO:<{to}>\r\n").as_bytes()).await?;
+            let (code, lines) = self.reply().await?;
+            if code != 250 && code != 251 {
+                return Err(format!(
+                    "SMTP {code}: {}",
+                    lines.first().map(String::as_str).unwrap_or_default()
+                ));
+            }
         }
         self.command("DATA", 354).await?;
         // The body is base64 and the headers are ours, so no line starts with a dot.

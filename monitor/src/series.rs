@@ -322,31 +322,36 @@ impl Series {
     }
 
     /// Drops data older than each resolution's retention, at most `budget` records per
-    /// table and call; returns how many were dropped.
+    /// table and call (call again while it returns more than zero); returns how many
+    /// were dropped.
     pub fn sweep_blocking(&self, now_ms: u64, budget: usize) -> Result<usize, StoreError> {
         let ids: Vec<u32> = self.lock().values().map(|m| m.id).collect();
         let r = self.retention;
         self.store.write_blocking(|txn| {
-            let mut dropped = 0;
+            let mut total = 0;
             let raw_cutoff = now_ms.saturating_sub(r.raw_ms);
+            let mut dropped = 0;
             for id in &ids {
                 if dropped >= budget {
-                    return Ok(dropped);
+                    break;
                 }
                 dropped +=
                     txn.remove_range(&RAW, &(*id, 0), &(*id, raw_cutoff), budget - dropped)?;
             }
+            total += dropped;
             for (table, keep) in [(M5, r.m5_ms), (H1, r.h1_ms)] {
                 let cutoff = now_ms.saturating_sub(keep);
+                let mut dropped = 0;
                 for id in &ids {
                     if dropped >= budget {
-                        return Ok(dropped);
+                        break;
                     }
                     dropped +=
                         txn.remove_range(&table, &(*id, 0), &(*id, cutoff), budget - dropped)?;
                 }
+                total += dropped;
             }
-            Ok(dropped)
+            Ok(total)
         })
     }
 

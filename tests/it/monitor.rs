@@ -228,6 +228,16 @@ async fn brute_force_alerts_reach_mail_and_webhook_and_officers_see_only_their_t
         list.iter().all(|a| a["labels"]["tenant"] != "talsi"),
         "Talsi's alert leaked"
     );
+    // Platform controls read Talsi's LDAP CA too; Ventspils' officer sees none of it.
+    let c = json_of(&officer.get("/api/monitor/compliance").await);
+    assert!(
+        c["controls"].as_array().is_some_and(|l| !l.is_empty()),
+        "{c}"
+    );
+    assert!(
+        !c.to_string().contains("ldap-ca:talsi"),
+        "Talsi's evidence leaked"
+    );
     let auth = json_of(&officer.get("/api/monitor/auth").await);
     assert_eq!(auth["top_accounts"][0]["key"], user("anna.berzina").login());
     assert_eq!(auth["top_accounts"][0]["failures"], 12);

@@ -18,7 +18,7 @@ pub struct Appliance {
     pub data_dir: PathBuf,
     pub audit: AuditLog,
     slow_every: Duration,
-    last_slow: Option<Instant>,
+    next_slow: Instant,
     firewall: Option<bool>,
     updates: Option<u64>,
 }
@@ -95,7 +95,7 @@ impl Appliance {
             data_dir,
             audit,
             slow_every,
-            last_slow: Instant::now().checked_sub(slow_every.saturating_sub(FIRST_SLOW_CHECK)),
+            next_slow: Instant::now() + FIRST_SLOW_CHECK,
             firewall: None,
             updates: None,
         }
@@ -133,11 +133,8 @@ impl Appliance {
                 now,
             ));
         }
-        if self
-            .last_slow
-            .is_none_or(|t| t.elapsed() >= self.slow_every)
-        {
-            self.last_slow = Some(Instant::now());
+        if Instant::now() >= self.next_slow {
+            self.next_slow = Instant::now() + self.slow_every;
             self.firewall = firewall_active().await;
             self.updates = pending_security_updates().await;
         }
