@@ -299,12 +299,7 @@ impl Alerts {
         // collector's alerts wait for it rather than resolve).
         let reporting: BTreeMap<String, bool> = rules
             .iter()
-            .map(|r| {
-                (
-                    r.id.clone(),
-                    !latest.select(&|x| x.name == r.series).is_empty(),
-                )
-            })
+            .map(|r| (r.id.clone(), latest.reports(&r.series)))
             .collect();
         for rule in rules {
             let series = latest.select(&|r| r.name == rule.series);

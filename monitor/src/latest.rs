@@ -101,6 +101,15 @@ impl Latest {
         map.values().filter(|r| f(r)).cloned().collect()
     }
 
+    /// Whether any series named `name` has a value.
+    pub fn reports(&self, name: &str) -> bool {
+        let map = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().any(|r| r.name == name && !r.points.is_empty())
+    }
+
     /// The latest value of every series named `name`: (labels, time, value).
     pub fn values_of(&self, name: &str) -> Vec<(Labels, u64, f64)> {
         let map = self

@@ -548,14 +548,7 @@ impl Monitor {
             for sev in ["low", "medium", "high", "critical"] {
                 let n = all
                     .iter()
-                    .filter(|a| {
-                        a.state == alerts::AlertState::Firing
-                            && serde_json::to_value(a.severity)
-                                .ok()
-                                .as_ref()
-                                .and_then(|v| v.as_str())
-                                == Some(sev)
-                    })
+                    .filter(|a| a.state == alerts::AlertState::Firing && a.severity.as_str() == sev)
                     .count();
                 samples.push(Sample::new(
                     "alerts.firing",

@@ -124,7 +124,7 @@ fn sha256sum(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-fn json_of(resp: &Resp) -> Value {
+pub(crate) fn json_of(resp: &Resp) -> Value {
     serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
 }
 
@@ -399,8 +399,8 @@ async fn a_specialist_works_a_case_in_a_real_browser() {
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
     let profile = tempfile::tempdir().unwrap();
-    let pyenv = std::env::var("KOPA_PYENV").unwrap_or_else(|_| "/opt/kopa-pyenv".into());
-    let axe_js = format!("{pyenv}/node_modules/axe-core/axe.min.js");
+    let axe_js = kopa_tests::pyenv().join("node_modules/axe-core/axe.min.js");
+    let axe_js = axe_js.to_str().unwrap();
     let url = format!("https://{}", kopa.addr);
     let ca = kopa.data_dir.join("tls/cert.pem");
     let login = anna.login();
@@ -422,7 +422,7 @@ async fn a_specialist_works_a_case_in_a_real_browser() {
         "--search",
         "peteris kenins",
         "--axe",
-        &axe_js,
+        axe_js,
         "--profile",
         profile.path().to_str().unwrap(),
         "--screenshots",

@@ -42,15 +42,21 @@ pub fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The test peers' venv (`$KOPA_PYENV`, default `/opt/kopa-pyenv`), which also holds
+/// axe-core under `node_modules`.
+pub fn pyenv() -> std::path::PathBuf {
+    std::env::var_os("KOPA_PYENV").map_or_else(
+        || std::path::PathBuf::from("/opt/kopa-pyenv"),
+        std::path::PathBuf::from,
+    )
+}
+
 /// Runs the test peer `tests/peers/<script>` with `args` in the peers' venv
 /// (`$KOPA_PYENV`, default `/opt/kopa-pyenv`, set up by `scripts/install-deps.sh test`),
 /// off the async runtime so an in-process appliance keeps serving. Returns stdout;
 /// panics with stderr when the peer exits non-zero.
 pub async fn run_peer(script: &str, args: Vec<String>) -> String {
-    let venv = std::env::var_os("KOPA_PYENV").map_or_else(
-        || std::path::PathBuf::from("/opt/kopa-pyenv"),
-        std::path::PathBuf::from,
-    );
+    let venv = pyenv();
     let python = venv.join("bin/python3");
     assert!(
         python.exists(),
