@@ -6,5 +6,6 @@ use kopa_store::Schema;
 /// The hypervisor database; its tables come with the first migration that needs them.
 pub static SCHEMA: Schema = Schema {
     service: "hypervisor",
+    cache_bytes: None,
     migrations: &[],
 };

@@ -280,6 +280,41 @@ impl Login {
         }
     }
 
+    /// Sweeps expired SSO sessions every `every` until the appliance stops.
+    pub fn spawn_session_sweeper(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        // Weak: the sweeper must not keep the databases open after the appliance stops.
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { return };
+                let mut removed = 0;
+                loop {
+                    match me.sessions.purge_expired(crate::session::PURGE_CHUNK).await {
+                        Ok(n) => {
+                            removed += n;
+                            if n < crate::session::PURGE_CHUNK {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "sweeping SSO sessions failed");
+                            break;
+                        }
+                    }
+                }
+                if removed > 0 {
+                    tracing::info!(removed, "expired SSO sessions removed");
+                }
+            }
+        })
+    }
+
     /// The session store (for the pages and the admin API).
     pub fn sessions(&self) -> &Sessions {
         &self.sessions

@@ -6,6 +6,9 @@ use kopa_store::{Migration, Schema};
 /// The IdP database and its migrations.
 pub static SCHEMA: Schema = Schema {
     service: "idp",
+    // Sessions and grants are small and hot; the rest of a 1 GiB default cache would
+    // only hold pages written once (new sessions), as resident memory.
+    cache_bytes: Some(32 << 20),
     migrations: &[
         Migration {
             version: 1,
@@ -36,6 +39,11 @@ pub static SCHEMA: Schema = Schema {
             version: 6,
             description: "SAML service providers registered through the admin API",
             apply: crate::saml::registry::create_tables,
+        },
+        Migration {
+            version: 7,
+            description: "SSO sessions keyed by age (earlier sessions end)",
+            apply: crate::session::key_sessions_by_age,
         },
     ],
 };

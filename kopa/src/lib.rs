@@ -247,6 +247,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<H
     oidc.spawn_listener(ended);
     oidc.spawn_sweeper(std::time::Duration::from_secs(600));
     let login = Arc::new(login);
+    login.spawn_session_sweeper(std::time::Duration::from_secs(600));
     let sso = kopa_web::sso::Sso::new(
         Arc::new(apps::InProcess(oidc.clone())),
         config.session.idle_timeout_secs,

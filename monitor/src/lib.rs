@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 /// The monitor database.
 pub static SCHEMA: Schema = Schema {
     service: "monitor",
+    cache_bytes: None,
     migrations: &[Migration {
         version: 1,
         description: "time series, audit follower, alerts, control results",

@@ -23,6 +23,7 @@ type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 const RAW: Table<u64, AuditEvent> = Table::new("raw");
 static RAW_SCHEMA: Schema = Schema {
     service: "raw",
+    cache_bytes: None,
     migrations: &[Migration {
         version: 1,
         description: "one table",

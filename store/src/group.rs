@@ -104,6 +104,7 @@ mod tests {
     }
     static SCHEMA: Schema = Schema {
         service: "grouptest",
+        cache_bytes: None,
         migrations: &[Migration {
             version: 1,
             description: "t",

@@ -19,6 +19,9 @@ pub struct Migration {
 #[derive(Debug)]
 pub struct Schema {
     pub service: &'static str,
+    /// Most bytes of the database's pages kept in memory; `None` for redb's default
+    /// (1 GiB). Pages beyond it are read through the operating system's page cache.
+    pub cache_bytes: Option<usize>,
     pub migrations: &'static [Migration],
 }
 

@@ -81,7 +81,13 @@ impl Store {
         ensure_private_file(&path)?;
         // redb locks the file (OFD locks), so a second Kopa, or a second open in this process,
         // is refused instead of corrupting it.
-        let db = redb::Database::create(&path).map_err(|e| map_open_error(&path, e))?;
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = schema.cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder
+            .create(&path)
+            .map_err(|e| map_open_error(&path, e))?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,

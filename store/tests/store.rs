@@ -54,22 +54,27 @@ const FAILS: Migration = Migration {
 
 static V2: Schema = Schema {
     service: "app",
+    cache_bytes: None,
     migrations: &[M1, M2],
 };
 static V3: Schema = Schema {
     service: "app",
+    cache_bytes: None,
     migrations: &[M1, M2, M3],
 };
 static V3_FAILS: Schema = Schema {
     service: "app",
+    cache_bytes: None,
     migrations: &[M1, M2, FAILS],
 };
 static OTHER: Schema = Schema {
     service: "other",
+    cache_bytes: None,
     migrations: &[M1],
 };
 static GAPPY: Schema = Schema {
     service: "app",
+    cache_bytes: None,
     migrations: &[M1, M3],
 };
 

@@ -27,6 +27,7 @@ use kopa_store::{Migration, Schema};
 /// The portal database and its migrations.
 pub static SCHEMA: Schema = Schema {
     service: "portal",
+    cache_bytes: None,
     migrations: &[
         Migration {
             version: 1,

@@ -1836,6 +1836,7 @@ mod tests {
 
     static V1: kopa_store::Schema = kopa_store::Schema {
         service: "portal",
+        cache_bytes: None,
         migrations: &[kopa_store::Migration {
             version: 1,
             description: "service catalogue and cases",

@@ -51,6 +51,7 @@ pub const HEAD_KEY: &str = "head";
 /// Storage of the audit log, its own database so appends never queue behind other writes.
 pub static AUDIT_SCHEMA: Schema = Schema {
     service: "audit",
+    cache_bytes: None,
     migrations: &[Migration {
         version: 1,
         description: "audit records, tenant index and signed chain head",
