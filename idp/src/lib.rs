@@ -16,6 +16,7 @@ pub mod password;
 pub mod saml;
 mod schema;
 pub mod session;
+mod sweep;
 pub mod throttle;
 pub mod ui;
 

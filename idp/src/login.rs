@@ -285,32 +285,24 @@ impl Login {
         self: &Arc<Self>,
         every: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
-        // Weak: the sweeper must not keep the databases open after the appliance stops.
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
+        crate::sweep::every(self, every, |me| async move {
+            let mut removed = 0;
             loop {
-                tick.tick().await;
-                let Some(me) = weak.upgrade() else { return };
-                let mut removed = 0;
-                loop {
-                    match me.sessions.purge_expired(crate::session::PURGE_CHUNK).await {
-                        Ok(n) => {
-                            removed += n;
-                            if n < crate::session::PURGE_CHUNK {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "sweeping SSO sessions failed");
+                match me.sessions.purge_expired(crate::session::PURGE_CHUNK).await {
+                    Ok(n) => {
+                        removed += n;
+                        if n < crate::session::PURGE_CHUNK {
                             break;
                         }
                     }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sweeping SSO sessions failed");
+                        break;
+                    }
                 }
-                if removed > 0 {
-                    tracing::info!(removed, "expired SSO sessions removed");
-                }
+            }
+            if removed > 0 {
+                tracing::info!(removed, "expired SSO sessions removed");
             }
         })
     }

@@ -898,19 +898,11 @@ impl Provider {
         self: &Arc<Self>,
         every: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
-        // Weak: the sweeper must not keep the databases open after the appliance stops.
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(me) = weak.upgrade() else { return };
-                match me.sweep().await {
-                    Ok(n) if n > 0 => tracing::info!(removed = n, "expired OIDC grants removed"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "sweeping OIDC grants failed"),
-                }
+        crate::sweep::every(self, every, |me| async move {
+            match me.sweep().await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "expired OIDC grants removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping OIDC grants failed"),
             }
         })
     }
