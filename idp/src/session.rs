@@ -1,8 +1,10 @@
 //! Single sign-on sessions, kept in `idp.redb` so they survive a restart.
 //!
-//! The browser holds a random 256-bit token; the database holds only its SHA-256, so a
+//! The browser holds a token made of a key (the creation time and 64 random bits) and a
+//! random 256-bit secret; the database holds the key and only the secret's SHA-256, so a
 //! copy of the database (or a backup) does not hand out live sessions. A session ends at
-//! its idle or absolute timeout, at logout, or when an administrator revokes it.
+//! its idle or absolute timeout, at logout, or when an administrator revokes it; those
+//! past the absolute timeout are swept.
 
 use base64::Engine;
 use kopa_config::SessionConfig;
@@ -49,7 +51,7 @@ pub struct SessionData {
 /// A stored session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
-    /// Short public handle (first 16 hex characters of the token hash) for admin lists.
+    /// Short public handle (the hex of the key's 8 random bytes) for admin lists.
     pub id: String,
     /// Sign-in facts.
     pub data: SessionData,
@@ -100,6 +102,8 @@ const TOUCH_EVERY_MS: u64 = 60_000;
 /// group commit of many sign-ins rewrites a page or two, not a page per sign-in) and the
 /// oldest sessions are the first ones, for the sweeper.
 const KEY_LEN: usize = 16;
+/// Hex characters of the time at the start of a stored key; the public id follows.
+const TIME_HEX: usize = 16;
 /// Bytes of a token's secret half.
 const SECRET_LEN: usize = 32;
 
@@ -169,7 +173,7 @@ impl Token {
 
     /// The public id: the key's random half.
     fn id(&self) -> String {
-        hex_lower(&self.key[8..])
+        hex_lower(&self.key[TIME_HEX / 2..])
     }
 
     fn check(&self) -> String {
@@ -194,7 +198,6 @@ fn key_at(ms: u64) -> String {
 }
 
 /// A session made by [`Sessions::prepare`], to be stored by [`Sessions::persist`].
-#[derive(Debug)]
 pub struct NewSession {
     /// The cookie value; never stored.
     pub token: String,
@@ -202,6 +205,15 @@ pub struct NewSession {
     check: String,
     /// The session as it will be stored.
     pub session: Session,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is the cookie: never in a log line.
+        f.debug_struct("NewSession")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The session repository.
@@ -367,7 +379,7 @@ impl Sessions {
         self.store
             .write(move |txn| {
                 for ((_, key), _) in txn.scan_prefix(&BY_SUBJECT, &subject)? {
-                    if key.get(KEY_LEN..) == Some(id.as_str()) {
+                    if key.get(TIME_HEX..) == Some(id.as_str()) {
                         txn.remove(&BY_SUBJECT, &(subject.clone(), key.clone()))?;
                         return Ok(txn.remove(&SESSIONS, &key)?.map(|s| s.session));
                     }
@@ -509,6 +521,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FixedClock::at(1_000_000_000));
         let s = sessions(dir.path(), clock.clone());
+        let new = s.prepare(data("ventspils:1"));
+        assert!(
+            !format!("{new:?}").contains(&new.token),
+            "no token in Debug"
+        );
         let (token, session) = s.create(data("ventspils:1")).await.unwrap();
         let parsed = Token::parse(&token).unwrap();
         assert_eq!(parsed.id(), session.id);
