@@ -4,6 +4,7 @@
 //! presence marks the backup complete. Every table is digested record by record, so a copy can
 //! be checked without trusting the file it came in.
 
+use crate::journal::journal_file;
 use crate::migrate::{self, Schema, valid_service_name};
 use crate::store::{db_file, ensure_private_file, map_open_error};
 use crate::table::raw;
@@ -626,6 +627,15 @@ fn swap_in(
             let aside = aside_path(&target, manifest.created_at_ms);
             fs::rename(&target, &aside).map_err(|e| StoreError::io("move aside", &target, e))?;
             tracing::info!(from = %target.display(), to = %aside.display(), "moved current database aside");
+            report.moved_aside.push(aside);
+        }
+        // The journal holds changes made after the backup, to the database just moved
+        // aside: it goes with that database, never onto the restored one.
+        let journal = journal_file(data_dir, &entry.service);
+        if fs::symlink_metadata(&journal).is_ok() {
+            let aside = aside_path(&journal, manifest.created_at_ms);
+            fs::rename(&journal, &aside)
+                .map_err(|e| StoreError::io("move aside", &journal, e))?;
             report.moved_aside.push(aside);
         }
         fs::rename(tmp, &target).map_err(|e| StoreError::io("rename into place", tmp, e))?;

@@ -1,6 +1,7 @@
 //! Group commit for small independent writes (sessions and the like): concurrent callers
 //! queue their operation, one of them becomes the leader and runs everything queued in
-//! ONE write transaction with one fsync, then answers all. Each caller still returns only
+//! ONE write transaction, made durable with one journal append and sync (see
+//! [`crate::journal`]), then answers all. Each caller still returns only
 //! after its change is durable. If anything in a batch fails, every operation of that
 //! batch is re-run in a transaction of its own, so one bad operation never takes the
 //! others down and each caller gets its own answer.
@@ -71,7 +72,7 @@ impl Store {
     }
 
     fn run_batch(&self, batch: Vec<Queued>) {
-        let together = self.write_blocking(|txn| {
+        let together = self.write_journaled(|txn| {
             for q in &batch {
                 (q.op)(txn)?;
             }
@@ -86,7 +87,7 @@ impl Store {
             Err(e) => {
                 tracing::warn!(error = %e, ops = batch.len(), "group commit failed; retrying one by one");
                 for q in batch {
-                    let r = self.write_blocking(|txn| (q.op)(txn));
+                    let r = self.write_journaled(|txn| (q.op)(txn));
                     let _ = q.done.send(r);
                 }
             }

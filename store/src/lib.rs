@@ -9,6 +9,9 @@ pub mod backup;
 mod error;
 pub mod fsutil;
 mod group;
+pub mod journal;
+#[cfg(test)]
+mod journal_tests;
 mod key;
 mod migrate;
 mod store;
@@ -20,6 +23,7 @@ pub use error::StoreError;
 pub use group::GroupOp;
 pub use key::Key;
 pub use migrate::{Migration, Schema};
+pub use journal::journal_file;
 pub use store::{Store, db_file};
 pub use table::Table;
 pub use txn::{ReadTxn, WriteTxn};

@@ -1,7 +1,8 @@
 //! One redb database per service: opening, migrating, and running transactions off the
 //! async workers.
 
-use crate::migrate::{self, Schema};
+use crate::journal::{self, Journal, Recorder};
+use crate::migrate::{self, META, Schema};
 use crate::txn::{ReadTxn, WriteTxn};
 use crate::{StoreError, fsutil};
 use redb::ReadableDatabase;
@@ -9,7 +10,7 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// A service's database. Cheap to clone; the file closes when the last clone is dropped.
 #[derive(Clone)]
@@ -22,6 +23,7 @@ struct Inner {
     path: PathBuf,
     schema: &'static Schema,
     group: crate::group::Group,
+    journal: Mutex<Journal>,
 }
 
 impl fmt::Debug for Store {
@@ -88,12 +90,15 @@ impl Store {
         let db = builder
             .create(&path)
             .map_err(|e| map_open_error(&path, e))?;
+        let journal_path = journal::journal_file(data_dir, schema.service);
+        let last_seq = replay(&db, &journal_path)?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 path,
                 schema,
                 group: crate::group::Group::default(),
+                journal: Mutex::new(Journal::new(journal_path, last_seq)),
             }),
         };
         store.migrate()?;
@@ -221,8 +226,115 @@ impl Store {
         }
     }
 
+    /// Runs `f` in one write transaction made durable through the journal (see
+    /// [`crate::journal`]): one contiguous append and sync instead of redb's scattered page
+    /// writes. `Ok` means durable, exactly as for [`Store::write_blocking`]; readers see the
+    /// change only after it is durable.
+    pub fn write_journaled<T>(
+        &self,
+        f: impl FnOnce(&WriteTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut txn = self.inner.db.begin_write()?;
+        let recorder = Recorder::default();
+        let value = match f(&WriteTxn::recorded(&txn, &recorder)) {
+            Ok(value) => value,
+            Err(e) => {
+                if let Err(abort) = txn.abort() {
+                    tracing::warn!(error = %abort, "aborting a write transaction failed");
+                }
+                return Err(e);
+            }
+        };
+        let payload = recorder.take();
+        // Lock order: redb's writer lock (held since begin_write), then the journal.
+        let mut journal = self.journal();
+        let seq = journal.next_seq;
+        WriteTxn::new(&txn).insert(&META, &journal::SEQ_KEY.to_string(), &seq.into())?;
+        if journal.should_checkpoint(payload.len()) {
+            txn.set_durability(redb::Durability::Immediate)?;
+            txn.commit()?;
+            journal.next_seq = seq + 1;
+            journal.checkpointed();
+            return Ok(value);
+        }
+        txn.set_durability(redb::Durability::None)?;
+        if let Err(e) = journal.append(seq, &payload) {
+            tracing::error!(error = %e, service = self.service(), "the journal failed; committing to the database directly from now on");
+            drop(journal);
+            if let Err(abort) = txn.abort() {
+                tracing::warn!(error = %abort, "aborting a write transaction failed");
+            }
+            return Err(e);
+        }
+        match txn.commit() {
+            Ok(()) => {
+                journal.next_seq = seq + 1;
+                Ok(value)
+            }
+            Err(e) => {
+                journal.retract();
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(crate) fn journal(&self) -> MutexGuard<'_, Journal> {
+        // The journal's state stays consistent between statements: safe after a panic.
+        self.inner
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Proves the database answers: one read transaction.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|_| Ok(())).await
     }
+}
+
+/// Applies the journal's entries that the database does not hold yet, durably, then empties
+/// the journal; returns the number of the last entry the database now holds.
+fn replay(db: &redb::Database, path: &Path) -> Result<u64, StoreError> {
+    let held = {
+        let txn = ReadTxn::new(db.begin_read()?);
+        match txn.get(&META, &journal::SEQ_KEY.to_string())? {
+            None => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| StoreError::corrupt("journal_seq in kopa_meta is not a number"))?,
+        }
+    };
+    let bytes = journal::read(path)?;
+    let entries = journal::entries(&bytes);
+    let Some(&(last, _)) = entries.last() else {
+        journal::truncate(path)?;
+        return Ok(held);
+    };
+    let first = entries[0].0;
+    if last <= held {
+        journal::truncate(path)?;
+        return Ok(held);
+    }
+    if first > held + 1 {
+        return Err(StoreError::corrupt(format!(
+            "{} starts at entry {first}, but the database holds entries only up to {held}: \
+             the journal belongs to another copy of this database; move it aside to open \
+             the database without it",
+            path.display()
+        )));
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate)?;
+    let mut applied = 0;
+    for (seq, payload) in entries.iter().filter(|(seq, _)| *seq > held) {
+        journal::apply(&txn, payload).map_err(|e| {
+            StoreError::corrupt(format!("replaying entry {seq} of {}: {e}", path.display()))
+        })?;
+        applied += 1;
+    }
+    WriteTxn::new(&txn).insert(&META, &journal::SEQ_KEY.to_string(), &last.into())?;
+    txn.commit()?;
+    tracing::info!(journal = %path.display(), entries = applied, last, "replayed the journal after an unclean stop");
+    journal::truncate(path)?;
+    Ok(last)
 }

@@ -1,5 +1,6 @@
 //! Read and write transactions over typed tables, hiding redb's types from callers.
 
+use crate::journal::Recorder;
 use crate::key::tuple_prefix;
 use crate::table::raw;
 use crate::{Key, StoreError, Table};
@@ -17,6 +18,8 @@ pub struct ReadTxn {
 /// One write transaction; its changes become visible together, or not at all.
 pub struct WriteTxn<'a> {
     inner: &'a redb::WriteTransaction,
+    /// Set when the transaction goes through the journal: every change is noted here too.
+    journal: Option<&'a Recorder>,
 }
 
 impl std::fmt::Debug for ReadTxn {
@@ -51,7 +54,17 @@ impl ReadTxn {
 
 impl<'a> WriteTxn<'a> {
     pub(crate) fn new(inner: &'a redb::WriteTransaction) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            journal: None,
+        }
+    }
+
+    pub(crate) fn recorded(inner: &'a redb::WriteTransaction, journal: &'a Recorder) -> Self {
+        Self {
+            inner,
+            journal: Some(journal),
+        }
     }
 
     // Opening a table in a write transaction creates it; an empty table is harmless and keeps
@@ -63,12 +76,19 @@ impl<'a> WriteTxn<'a> {
     /// Creates the table if it does not exist yet (for migrations).
     pub fn open_table<K: Key, V>(&self, t: &Table<K, V>) -> Result<(), StoreError> {
         self.inner.open_table(t.def())?;
+        if let Some(j) = self.journal {
+            j.create_table(t.name());
+        }
         Ok(())
     }
 
     /// Deletes the table and its records; returns whether it existed.
     pub fn delete_table<K: Key, V>(&self, t: &Table<K, V>) -> Result<bool, StoreError> {
-        Ok(self.inner.delete_table(t.def())?)
+        let existed = self.inner.delete_table(t.def())?;
+        if let Some(j) = self.journal {
+            j.delete_table(t.name());
+        }
+        Ok(existed)
     }
 
     /// Stores `v` under `k`, returning the value it replaced.
@@ -79,8 +99,12 @@ impl<'a> WriteTxn<'a> {
         v: &V,
     ) -> Result<Option<V>, StoreError> {
         let value = t.encode_value(v)?;
+        let key = k.encode();
         let mut table = self.inner.open_table(t.def())?;
-        let old = table.insert(k.encode().as_slice(), value.as_slice())?;
+        let old = table.insert(key.as_slice(), value.as_slice())?;
+        if let Some(j) = self.journal {
+            j.put(t.name(), &key, &value);
+        }
         old.map(|g| t.decode_value(g.value())).transpose()
     }
 
@@ -105,6 +129,9 @@ impl<'a> WriteTxn<'a> {
             item?;
             count += 1;
         }
+        if let Some(j) = self.journal {
+            j.remove_range(t.name(), &start, &end, count);
+        }
         Ok(count)
     }
 
@@ -114,8 +141,14 @@ impl<'a> WriteTxn<'a> {
         t: &Table<K, V>,
         k: &K,
     ) -> Result<Option<V>, StoreError> {
+        let key = k.encode();
         let mut table = self.inner.open_table(t.def())?;
-        let old = table.remove(k.encode().as_slice())?;
+        let old = table.remove(key.as_slice())?;
+        if let Some(j) = self.journal
+            && old.is_some()
+        {
+            j.remove(t.name(), &key);
+        }
         old.map(|g| t.decode_value(g.value())).transpose()
     }
 }

@@ -521,7 +521,7 @@ impl Writer {
         };
         let result = ChainHead::sign(last, &self.signer).and_then(|head| {
             self.store
-                .write_blocking(|txn| {
+                .write_journaled(|txn| {
                     for r in dropped {
                         txn.remove(&RECORDS, &r.seq)?;
                         if let Some(t) = &r.event.tenant {
