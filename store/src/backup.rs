@@ -634,8 +634,7 @@ fn swap_in(
         let journal = journal_file(data_dir, &entry.service);
         if fs::symlink_metadata(&journal).is_ok() {
             let aside = aside_path(&journal, manifest.created_at_ms);
-            fs::rename(&journal, &aside)
-                .map_err(|e| StoreError::io("move aside", &journal, e))?;
+            fs::rename(&journal, &aside).map_err(|e| StoreError::io("move aside", &journal, e))?;
             report.moved_aside.push(aside);
         }
         fs::rename(tmp, &target).map_err(|e| StoreError::io("rename into place", tmp, e))?;

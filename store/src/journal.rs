@@ -116,7 +116,9 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.rest.len() < n {
-            return Err(StoreError::corrupt("a journal entry ends in the middle of a change"));
+            return Err(StoreError::corrupt(
+                "a journal entry ends in the middle of a change",
+            ));
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
@@ -221,7 +223,10 @@ pub(crate) fn entries(bytes: &[u8]) -> Vec<(u64, &[u8])> {
         if h[16..32] != check(seq, payload) {
             break;
         }
-        if out.last().is_some_and(|(prev, _)| prev.checked_add(1) != Some(seq)) {
+        if out
+            .last()
+            .is_some_and(|(prev, _)| prev.checked_add(1) != Some(seq))
+        {
             break;
         }
         out.push((seq, payload));
@@ -345,7 +350,9 @@ impl Journal {
                 .map_err(|e| StoreError::io("sync the directory of", &self.path, e))?;
             self.file = Some(file);
         }
-        Ok(self.file.as_ref().expect("opened above"))
+        self.file
+            .as_ref()
+            .ok_or_else(|| StoreError::corrupt("the journal file is not open"))
     }
 
     /// Makes sure `end` bytes of the file exist on disk, zero-filled, before an entry is

@@ -27,10 +27,10 @@ const TASKS: u64 = 8;
 /// changes before; every fiftieth removes the first four keys left in `i-40..i-30`.
 fn change(txn: &WriteTxn<'_>, t: u64, i: u64) -> Result<(), StoreError> {
     txn.insert(&KV, &(t, i), &(i * 7))?;
-    if i % 5 == 0 && i >= 3 {
+    if i.is_multiple_of(5) && i >= 3 {
         txn.remove(&KV, &(t, i - 3))?;
     }
-    if i % 50 == 0 && i >= 40 {
+    if i.is_multiple_of(50) && i >= 40 {
         txn.remove_range(&KV, &(t, i - 40), &(t, i - 30), 4)?;
     }
     Ok(())
@@ -41,10 +41,10 @@ fn expected(t: u64, last: Option<u64>) -> BTreeMap<(u64, u64), u64> {
     let mut m = BTreeMap::new();
     for i in last.map_or(0..0, |l| 0..l + 1) {
         m.insert((t, i), i * 7);
-        if i % 5 == 0 && i >= 3 {
+        if i.is_multiple_of(5) && i >= 3 {
             m.remove(&(t, i - 3));
         }
-        if i % 50 == 0 && i >= 40 {
+        if i.is_multiple_of(50) && i >= 40 {
             let doomed: Vec<_> = m
                 .range((t, i - 40)..(t, i - 30))
                 .map(|(k, _)| *k)
@@ -188,7 +188,11 @@ fn a_kill_loses_nothing_the_journal_acknowledged() {
     copy_files(&dir, &root.path().join("restored"), &files);
 
     let without = Store::open(&root.path().join("without"), &SCHEMA).unwrap();
-    assert_eq!(keys(&without).len(), 1, "the database alone has only the first change");
+    assert_eq!(
+        keys(&without).len(),
+        1,
+        "the database alone has only the first change"
+    );
 
     let store = Store::open(&dir, &SCHEMA).unwrap();
     assert_survived(&store, &last);
@@ -204,10 +208,9 @@ fn a_kill_loses_nothing_the_journal_acknowledged() {
     let restored = root.path().join("restored");
     let report = backup::restore(&bk, &restored, &[&SCHEMA]).unwrap();
     assert!(
-        report
-            .moved_aside
-            .iter()
-            .any(|p| p.to_string_lossy().contains("journaltest.journal.pre-restore")),
+        report.moved_aside.iter().any(|p| p
+            .to_string_lossy()
+            .contains("journaltest.journal.pre-restore")),
         "{:?}",
         report.moved_aside
     );
@@ -248,6 +251,9 @@ fn a_refused_transaction_leaves_no_entry() {
     assert!(keys(&store).is_empty());
     // The entries written: the insert and the removal, numbered 1 and 2, nothing between.
     let bytes = crate::journal::read(&dir.path().join("journaltest.journal")).unwrap();
-    let seqs: Vec<u64> = crate::journal::entries(&bytes).iter().map(|e| e.0).collect();
+    let seqs: Vec<u64> = crate::journal::entries(&bytes)
+        .iter()
+        .map(|e| e.0)
+        .collect();
     assert_eq!(seqs, [1, 2]);
 }
