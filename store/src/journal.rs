@@ -66,41 +66,38 @@ fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
 }
 
 impl Recorder {
-    pub(crate) fn put(&self, table: &str, k: &[u8], v: &[u8]) {
+    /// Starts a change of kind `op` to `table`, leaving the buffer for its operands.
+    fn change(&self, op: u8, table: &str) -> std::cell::RefMut<'_, Vec<u8>> {
         let mut buf = self.buf.borrow_mut();
-        buf.push(PUT);
+        buf.push(op);
         put_bytes(&mut buf, table.as_bytes());
+        buf
+    }
+
+    pub(crate) fn put(&self, table: &str, k: &[u8], v: &[u8]) {
+        let mut buf = self.change(PUT, table);
         put_bytes(&mut buf, k);
         put_bytes(&mut buf, v);
     }
 
     pub(crate) fn remove(&self, table: &str, k: &[u8]) {
-        let mut buf = self.buf.borrow_mut();
-        buf.push(REMOVE);
-        put_bytes(&mut buf, table.as_bytes());
-        put_bytes(&mut buf, k);
+        put_bytes(&mut self.change(REMOVE, table), k);
     }
 
     /// The first `count` keys in `from..to` were removed.
     pub(crate) fn remove_range(&self, table: &str, from: &[u8], to: &[u8], count: usize) {
-        let mut buf = self.buf.borrow_mut();
-        buf.push(REMOVE_RANGE);
-        put_bytes(&mut buf, table.as_bytes());
+        let mut buf = self.change(REMOVE_RANGE, table);
         put_bytes(&mut buf, from);
         put_bytes(&mut buf, to);
         buf.extend_from_slice(&(count as u64).to_le_bytes());
     }
 
     pub(crate) fn create_table(&self, table: &str) {
-        let mut buf = self.buf.borrow_mut();
-        buf.push(CREATE_TABLE);
-        put_bytes(&mut buf, table.as_bytes());
+        self.change(CREATE_TABLE, table);
     }
 
     pub(crate) fn delete_table(&self, table: &str) {
-        let mut buf = self.buf.borrow_mut();
-        buf.push(DELETE_TABLE);
-        put_bytes(&mut buf, table.as_bytes());
+        self.change(DELETE_TABLE, table);
     }
 
     pub(crate) fn take(&self) -> Vec<u8> {
@@ -196,6 +193,19 @@ fn check(seq: u64, payload: &[u8]) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&ctx.finish().as_ref()[..16]);
     out
+}
+
+/// Entry `seq` as written to the file, without its padding to the next block.
+fn encode(seq: u64, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| StoreError::corrupt("a transaction too large for the journal"))?;
+    let mut entry = Vec::with_capacity(HEADER + payload.len());
+    entry.extend_from_slice(MAGIC);
+    entry.extend_from_slice(&seq.to_le_bytes());
+    entry.extend_from_slice(&len.to_le_bytes());
+    entry.extend_from_slice(&check(seq, payload));
+    entry.extend_from_slice(payload);
+    Ok(entry)
 }
 
 fn align(n: u64) -> u64 {
@@ -298,14 +308,7 @@ impl Journal {
     }
 
     fn try_append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
-        let len = u32::try_from(payload.len())
-            .map_err(|_| StoreError::corrupt("a transaction too large for the journal"))?;
-        let mut entry = Vec::with_capacity(HEADER + payload.len());
-        entry.extend_from_slice(MAGIC);
-        entry.extend_from_slice(&seq.to_le_bytes());
-        entry.extend_from_slice(&len.to_le_bytes());
-        entry.extend_from_slice(&check(seq, payload));
-        entry.extend_from_slice(payload);
+        let entry = encode(seq, payload)?;
         let end = self.offset + entry.len() as u64;
         self.grow_to(end)?;
         let offset = self.offset;
@@ -380,8 +383,7 @@ impl Journal {
     }
 }
 
-/// Reads the journal at `path` (absent is empty) and empties it afterwards with
-/// [`truncate`]; the caller applies what is returned first.
+/// The bytes of the journal at `path`; an absent journal is empty.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),
@@ -407,12 +409,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, payload: &[u8]) -> Vec<u8> {
-        let mut e = Vec::new();
-        e.extend_from_slice(MAGIC);
-        e.extend_from_slice(&seq.to_le_bytes());
-        e.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        e.extend_from_slice(&check(seq, payload));
-        e.extend_from_slice(payload);
+        let mut e = encode(seq, payload).unwrap();
         e.resize(align(e.len() as u64) as usize, 0);
         e
     }
