@@ -165,7 +165,13 @@ impl Conn {
     pub async fn send(&mut self, mut req: http::Request<Full<Bytes>>) -> Resp {
         let resp = match self {
             Conn::H1(s) => {
-                // HTTP/1.1 wants origin-form and a Host header.
+                // HTTP/1.1 wants origin-form and a Host header (the URI's authority, port
+                // included, so that it matches an Origin built from the same address).
+                let host = req
+                    .uri()
+                    .authority()
+                    .map(|a| a.as_str().to_owned())
+                    .unwrap_or("127.0.0.1".into());
                 let pq = req
                     .uri()
                     .path_and_query()
@@ -173,7 +179,7 @@ impl Conn {
                     .unwrap_or("/".into());
                 *req.uri_mut() = pq.parse().unwrap();
                 req.headers_mut()
-                    .insert(http::header::HOST, "127.0.0.1".parse().unwrap());
+                    .insert(http::header::HOST, host.parse().unwrap());
                 s.ready().await.unwrap();
                 s.send_request(req).await.unwrap()
             }

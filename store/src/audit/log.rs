@@ -174,6 +174,7 @@ impl AuditLog {
                 .retention
                 .map(|_| Instant::now() + options.retention_delay),
             counters: counters.clone(),
+            last_batch: 0,
         };
         if let Some(event) = start.anomaly {
             tracing::error!(
@@ -394,6 +395,8 @@ struct Writer {
     job: Option<RetentionJob>,
     next_retention: Option<Instant>,
     counters: Arc<Counters>,
+    /// Records in the last committed batch: more than one means appends are concurrent.
+    last_batch: usize,
 }
 
 type Batch = Vec<(AuditEvent, Option<Reply<u64>>)>;
@@ -455,8 +458,17 @@ impl Writer {
 
     /// Adds whatever appends are already queued, up to `max_batch`.
     fn fill(&mut self, batch: &mut Batch) {
+        // Under concurrent load, wait briefly for more appends so that one sync serves more.
+        let until = (self.last_batch > 1).then(|| Instant::now() + crate::group::COMMIT_DELAY);
         while batch.len() < self.options.max_batch {
-            match self.rx.try_recv() {
+            let next = match until {
+                Some(at) => self
+                    .rx
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    .map_err(|_| ()),
+                None => self.rx.try_recv().map_err(|_| ()),
+            };
+            match next {
                 Ok(Msg::Append(event, reply)) => batch.push((event, Some(reply))),
                 Ok(other) => {
                     self.pending.push_back(other);
@@ -542,6 +554,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.next_seq = last.seq + 1;
+                self.last_batch = records.len();
                 self.prev_hash = last.hash;
                 self.last_time = last.time_ms;
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// LDAP connections per pool (search and bind), for Kopa and the raw client alike.
 const POOL: usize = 8;
 
 fn rss_kib() -> u64 {
@@ -33,10 +34,10 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn login_bench(seconds: u64, clients: usize) -> serde_json::Value {
+async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) -> serde_json::Value {
     let slapd = Slapd::start();
     let url = slapd.ldap_url();
-    let raw = raw_search_bind_rate(&slapd, &url, POOL, Duration::from_secs(seconds)).await;
+    let raw = raw_search_bind_rate(&slapd, &url, pool, Duration::from_secs(seconds)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = kopa_tests::config_in(dir.path());
@@ -44,7 +45,7 @@ async fn login_bench(seconds: u64, clients: usize) -> serde_json::Value {
         .into_iter()
         .map(|m| {
             let mut d = slapd.directory(m, vec![url.clone()]);
-            d.pool_size = POOL as u32;
+            d.pool_size = pool as u32;
             d
         })
         .collect();
@@ -72,7 +73,7 @@ async fn login_bench(seconds: u64, clients: usize) -> serde_json::Value {
         let (client, done, refused) = (client.clone(), done.clone(), refused.clone());
         let addr = kopa.addr;
         tasks.push(tokio::spawn(async move {
-            let (mut conn, _) = client.connect(addr, Proto::H2).await;
+            let (mut conn, _) = client.connect(addr, proto).await;
             let page = conn.send(kopa_tests::client::get("/login")).await;
             let cookie = page
                 .header("set-cookie")
@@ -110,7 +111,8 @@ async fn login_bench(seconds: u64, clients: usize) -> serde_json::Value {
     let logins = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
     serde_json::json!({
         "clients": clients,
-        "pool": POOL,
+        "http": if proto == Proto::H2 { "HTTP/2" } else { "HTTP/1.1" },
+        "pool": pool,
         "seconds": seconds,
         "raw_search_bind_per_s": raw.per_sec(),
         "login_per_s": logins,
@@ -441,13 +443,24 @@ fn main() {
         .build()
         .unwrap();
     let out = match args.first().map(String::as_str) {
-        Some("login") => rt.block_on(login_bench(num(1, 5), num(2, 16) as usize)),
+        Some("login") => {
+            let proto = match args.get(3).map(String::as_str) {
+                Some("h1") => Proto::H1,
+                _ => Proto::H2,
+            };
+            rt.block_on(login_bench(
+                num(1, 5),
+                num(2, 16) as usize,
+                proto,
+                num(4, POOL as u64) as usize,
+            ))
+        }
         Some("sessions") => rt.block_on(sessions_bench(num(1, 100_000) as usize)),
         Some("token") => rt.block_on(token_bench(num(1, 5), num(2, 16) as usize)),
         Some("saml") => saml_bench(num(1, 3) as f64),
         _ => {
             eprintln!(
-                "usage: kopa-bench login [SECONDS] [CLIENTS] | sessions [COUNT] | token [SECONDS] [CLIENTS] | saml [SECONDS]"
+                "usage: kopa-bench login [SECONDS] [CLIENTS] [h1|h2] [POOL] | sessions [COUNT] | token [SECONDS] [CLIENTS] | saml [SECONDS]"
             );
             std::process::exit(2);
         }
