@@ -180,8 +180,8 @@ def main():
         ("Start → `/readyz` 200, restart", f"{w_ready:.0f} ms", "< 1 s", f"`openssl s_server` start → first HTTPS answer: {b_ready:.0f} ms", f"{w_ready / b_ready:.1f}×"),
         ("Start → `/readyz` 200, first start (generates TLS, ES256 and two RSA-2048 keys, admin hash)", f"{c_ready:.0f} ms", "< 1 s", f"`openssl s_server` start → first HTTPS answer: {b_ready:.0f} ms", f"{c_ready / b_ready:.1f}×"),
     ]
-    # Three runs, the median by ratio: each pairs Kopa with its own same-run baseline.
-    # Both HTTP versions a browser may negotiate; three runs each, the median by ratio.
+    # Both HTTP versions a browser may negotiate; three runs each, the median by ratio,
+    # each run pairing Kopa with its own same-run baseline.
     logins = {}
     for proto in ("h1", "h2"):
         runs_of = sorted((run_json([args.kopa_bench, "login", "8", "32", proto]) for _ in range(3)),

@@ -25,7 +25,7 @@ pub use services::SCHEMAS;
 /// Every program that embeds the appliance (`kopa`, the benchmarks, the integration tests)
 /// allocates through mimalloc: a sign-in makes hundreds of short-lived allocations across
 /// the two runtime threads and the writer threads, and glibc's arena locking and chunk
-/// consolidation cost about a tenth of the CPU of a sign-in under load (see BENCHMARKS.md).
+/// consolidation cost about a tenth of the CPU of a sign-in under load (ADR 5).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

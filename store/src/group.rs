@@ -31,8 +31,6 @@ struct Queue {
     ops: Vec<Queued>,
     /// A leader is running on the blocking pool and will take what is queued.
     leading: bool,
-    /// Operations in the last committed batch.
-    last_batch: usize,
 }
 
 /// The per-database queue. Waiting callers hold no thread: they await their answer, and
@@ -67,20 +65,21 @@ impl Store {
 
     /// Commits batches until the queue is empty, then steps down.
     fn lead(&self) {
+        // Operations in this leader's previous batch: more than one means concurrent writers.
+        let mut last_batch = 0;
         loop {
-            if lock(&self.group().queue).last_batch > 1 {
+            if last_batch > 1 {
                 std::thread::sleep(COMMIT_DELAY);
             }
             let batch = {
                 let mut q = lock(&self.group().queue);
                 if q.ops.is_empty() {
                     q.leading = false;
-                    q.last_batch = 0;
                     return;
                 }
-                q.last_batch = q.ops.len();
                 std::mem::take(&mut q.ops)
             };
+            last_batch = batch.len();
             self.run_batch(batch);
         }
     }
