@@ -135,11 +135,14 @@ struct Token {
 
 impl Token {
     fn new(now_ms: u64) -> Self {
+        // One read of the kernel's generator for both random parts.
+        let mut random = [0u8; KEY_LEN - 8 + SECRET_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut random);
         let mut key = [0u8; KEY_LEN];
         key[..8].copy_from_slice(&now_ms.to_be_bytes());
-        rand::rngs::OsRng.fill_bytes(&mut key[8..]);
+        key[8..].copy_from_slice(&random[..KEY_LEN - 8]);
         let mut secret = [0u8; SECRET_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
+        secret.copy_from_slice(&random[KEY_LEN - 8..]);
         Self { key, secret }
     }
 

@@ -699,12 +699,14 @@ impl BenchRate {
 /// The raw rate of a plain ldap3 client: `pool` workers, each with one connection
 /// bound as Ventspils' service account (search) and one for user binds, logging the
 /// enabled Ventspils users in turn for `duration` against `url` (TCP_NODELAY, TLS
-/// with the test CA). This is the ceiling an LDAP-backed Kopa login is measured
-/// against; not a test.
+/// with the test CA). Each search asks for `attributes`: the list a Kopa directory
+/// requests, so that both do the same directory work. This is the ceiling an
+/// LDAP-backed Kopa login is measured against; not a test.
 pub async fn raw_search_bind_rate(
     slapd: &Slapd,
     url: &str,
     pool: usize,
+    attributes: &[String],
     duration: Duration,
 ) -> BenchRate {
     let tls = client_tls(&slapd.ca_file());
@@ -720,6 +722,7 @@ pub async fn raw_search_bind_rate(
     let mut workers = Vec::new();
     for worker in 0..pool.max(1) {
         let (tls, url, users) = (tls.clone(), url.to_owned(), users.clone());
+        let attributes = attributes.to_vec();
         workers.push(tokio::spawn(async move {
             let mut search = connect(&url, &tls).await;
             let m = Municipality::Ventspils;
@@ -739,12 +742,7 @@ pub async fn raw_search_bind_rate(
                     ldap3::ldap_escape(u.uid)
                 );
                 let (entries, _) = search
-                    .search(
-                        &base,
-                        ldap3::Scope::Subtree,
-                        &filter,
-                        ["cn", "entryUUID", "memberOf"],
-                    )
+                    .search(&base, ldap3::Scope::Subtree, &filter, &attributes)
                     .await
                     .unwrap()
                     .success()

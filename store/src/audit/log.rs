@@ -459,16 +459,13 @@ impl Writer {
     /// Adds whatever appends are already queued, up to `max_batch`.
     fn fill(&mut self, batch: &mut Batch) {
         // Under concurrent load, wait briefly for more appends so that one sync serves more.
-        let until = (self.last_batch > 1).then(|| Instant::now() + crate::group::COMMIT_DELAY);
+        // One sleep, then take what arrived: waking per arriving append would cost a context
+        // switch each, which is what the delay is meant to save.
+        if self.last_batch > 1 {
+            std::thread::sleep(crate::group::COMMIT_DELAY);
+        }
         while batch.len() < self.options.max_batch {
-            let next = match until {
-                Some(at) => self
-                    .rx
-                    .recv_timeout(at.saturating_duration_since(Instant::now()))
-                    .map_err(|_| ()),
-                None => self.rx.try_recv().map_err(|_| ()),
-            };
-            match next {
+            match self.rx.try_recv() {
                 Ok(Msg::Append(event, reply)) => batch.push((event, Some(reply))),
                 Ok(other) => {
                     self.pending.push_back(other);

@@ -45,6 +45,13 @@ fn server_trouble(rc: u32) -> bool {
     matches!(rc, 51 | 52 | 3 | 11 | 80)
 }
 
+/// The attributes a sign-in asks the directory `config` describes for (login, subject,
+/// the attribute map, `memberOf` when groups come from it, and the account rules'
+/// attributes), so that a baseline client can request exactly the same.
+pub fn user_search_attributes(config: &DirectoryConfig) -> Result<Vec<String>, String> {
+    Mapping::from_config(config).map(|m| m.user_attributes())
+}
+
 impl LdapDirectory {
     /// The directory of a validated `[[directory]]` entry with `kind = "ldap"`. Reads
     /// `ca_file` and `bind_password_file`; opens no connection.
