@@ -19,7 +19,14 @@
 //! `"KJ01" ‖ seq u64 LE ‖ len u32 LE ‖ check [16] ‖ payload[len]`, where `check` is the
 //! first 16 bytes of SHA-256 over everything before it and the payload. The file grows in
 //! zero-filled 1 MiB steps, synced with its size, so later appends change no metadata and
-//! `fdatasync` writes only the entry's blocks.
+//! their syncs write only the entry's blocks.
+//!
+//! The file is opened with `O_DSYNC`, so an append is one `pwrite` that returns once the
+//! entry is durable, and, where the file system allows it, with `O_DIRECT`: an entry,
+//! padded with zeros to whole blocks, goes from an aligned buffer straight to the device,
+//! without the page cache's copy and writeback (a third less kernel CPU per durable append
+//! on the benchmark machine, ADR 5). A file system that refuses `O_DIRECT` (`EINVAL`, as
+//! older tmpfs does) gets buffered writes, still with `O_DSYNC`.
 
 use crate::StoreError;
 use crate::fsutil;
@@ -264,6 +271,10 @@ pub(crate) struct Journal {
     /// [`CAPACITY`] and [`CHECKPOINT_EVERY`], smaller in tests.
     pub(crate) capacity: u64,
     pub(crate) checkpoint_every: Duration,
+    /// Open with `O_DIRECT` if the file system allows it; cleared once it refuses.
+    direct: bool,
+    /// Room for one aligned copy of what is written when `direct`.
+    scratch: Vec<u8>,
 }
 
 impl Journal {
@@ -280,6 +291,8 @@ impl Journal {
             last_start: None,
             capacity: CAPACITY,
             checkpoint_every: CHECKPOINT_EVERY,
+            direct: true,
+            scratch: Vec::new(),
         }
     }
 
@@ -311,10 +324,8 @@ impl Journal {
         let entry = encode(seq, payload)?;
         let end = self.offset + entry.len() as u64;
         self.grow_to(end)?;
-        let offset = self.offset;
-        let file = self.open()?;
-        file.write_all_at(&entry, offset)
-            .and_then(|()| file.sync_data())
+        // The file is open with O_DSYNC: the write returns once the entry is durable.
+        self.write_blocks(&entry, self.offset)
             .map_err(|e| StoreError::io("append to", &self.path, e))?;
         self.last_start = Some(self.offset);
         self.offset = align(end);
@@ -324,12 +335,13 @@ impl Journal {
     /// Undoes the last append after the database refused its transaction: that entry must
     /// never be replayed. Zeroing its header ends the valid run there.
     pub(crate) fn retract(&mut self) {
-        let (Some(file), Some(start)) = (self.file.as_ref(), self.last_start.take()) else {
+        let Some(start) = self.last_start.take() else {
             return;
         };
-        let zeroed = file
-            .write_all_at(&[0; HEADER], start)
-            .and_then(|()| file.sync_data());
+        if self.file.is_none() {
+            return;
+        }
+        let zeroed = self.write_blocks(&[0; HEADER], start);
         match zeroed {
             Ok(()) => self.offset = start,
             Err(e) => {
@@ -339,23 +351,71 @@ impl Journal {
         }
     }
 
-    fn open(&mut self) -> Result<&File, StoreError> {
+    fn open(&mut self) -> std::io::Result<&File> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
+            // O_DSYNC: each write returns once it is durable, one system call per append
+            // instead of a write and an fdatasync.
+            let mut options = OpenOptions::new();
+            options
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
-                .open(&self.path)
-                .map_err(|e| StoreError::io("open", &self.path, e))?;
-            fsutil::fsync_dir(fsutil::parent_dir(&self.path))
-                .map_err(|e| StoreError::io("sync the directory of", &self.path, e))?;
+                .custom_flags(libc::O_DSYNC);
+            let direct = if self.direct {
+                options
+                    .clone()
+                    .custom_flags(libc::O_DSYNC | libc::O_DIRECT)
+                    .open(&self.path)
+            } else {
+                Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+            };
+            let file = match direct {
+                Ok(file) => file,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.direct = false;
+                    options.open(&self.path)?
+                }
+                Err(e) => return Err(e),
+            };
+            fsutil::fsync_dir(fsutil::parent_dir(&self.path))?;
             self.file = Some(file);
         }
         self.file
             .as_ref()
-            .ok_or_else(|| StoreError::corrupt("the journal file is not open"))
+            .ok_or_else(|| std::io::Error::other("the journal file is not open"))
+    }
+
+    /// Writes `bytes` at `offset` (a block boundary), zero-padded to whole blocks. A
+    /// direct write the file system refuses is retried through the page cache, which is
+    /// then used from there on.
+    fn write_blocks(&mut self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        let block = BLOCK as usize;
+        let len = bytes.len().div_ceil(block) * block;
+        loop {
+            self.open()?;
+            let direct = self.direct;
+            let scratch = &mut self.scratch;
+            if scratch.len() < len + block {
+                scratch.resize(len + block, 0);
+            }
+            // The first block boundary in memory within the scratch buffer.
+            let at = (block - scratch.as_ptr().addr() % block) % block;
+            scratch[at..at + bytes.len()].copy_from_slice(bytes);
+            scratch[at + bytes.len()..at + len].fill(0);
+            let file = self
+                .file
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("the journal file is not open"))?;
+            match file.write_all_at(&self.scratch[at..at + len], offset) {
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.direct = false;
+                    self.file = None;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Makes sure `end` bytes of the file exist on disk, zero-filled, before an entry is
@@ -365,19 +425,17 @@ impl Journal {
             return Ok(());
         }
         let target = end.div_ceil(GROW) * GROW;
-        let from = self.len;
-        let path = self.path.clone();
-        let file = self.open()?;
         let zeros = vec![0u8; GROW as usize];
-        let mut at = from;
+        let mut at = self.len;
         while at < target {
             let n = (target - at).min(GROW) as usize;
-            file.write_all_at(&zeros[..n], at)
-                .map_err(|e| StoreError::io("extend", &path, e))?;
+            self.write_blocks(&zeros[..n], at)
+                .map_err(|e| StoreError::io("extend", &self.path, e))?;
             at += n as u64;
         }
-        file.sync_all()
-            .map_err(|e| StoreError::io("sync", &path, e))?;
+        self.open()
+            .and_then(File::sync_all)
+            .map_err(|e| StoreError::io("sync", &self.path, e))?;
         self.len = target;
         Ok(())
     }
@@ -430,5 +488,30 @@ mod tests {
         assert_eq!(entries(&torn).len(), 2);
         // Zeros end it.
         assert!(entries(&[0u8; 8192]).is_empty());
+    }
+
+    /// Appends, a retraction and growth past the first 1 MiB read back the same whether the
+    /// entries went around the page cache or through it.
+    #[test]
+    fn direct_and_buffered_appends_read_back_alike() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.journal");
+            let mut j = Journal::new(path.clone(), 0);
+            j.direct = direct;
+            let big = vec![0xA5u8; 1000 * 1024];
+            j.append(1, b"one").unwrap();
+            j.append(2, &big).unwrap();
+            j.append(3, b"three").unwrap();
+            j.retract();
+            j.append(3, b"drei").unwrap();
+            j.append(4, &big[..20_000]).unwrap();
+            let bytes = read(&path).unwrap();
+            let got = entries(&bytes);
+            let want: Vec<(u64, &[u8])> =
+                vec![(1, b"one"), (2, &big), (3, b"drei"), (4, &big[..20_000])];
+            assert_eq!(got, want, "direct: {direct}");
+            assert_eq!(bytes.len() as u64, 2 * GROW);
+        }
     }
 }

@@ -590,6 +590,11 @@ impl Slapd {
     }
 
     /// `ldap://127.0.0.1:PORT` (StartTLS).
+    /// The process id of the running slapd, for CPU accounting in benchmarks.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn ldap_url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.ldap_port)
     }
@@ -701,7 +706,7 @@ impl BenchRate {
 /// enabled Ventspils users in turn for `duration` against `url` (TCP_NODELAY, TLS
 /// with the test CA). Each search asks for `attributes`: the list a Kopa directory
 /// requests, so that both do the same directory work. This is the ceiling an
-/// LDAP-backed Kopa login is measured against; not a test.
+/// LDAP-backed Kopa login is measured against; not a test. Connecting is not timed.
 pub async fn raw_search_bind_rate(
     slapd: &Slapd,
     url: &str,
@@ -709,63 +714,94 @@ pub async fn raw_search_bind_rate(
     attributes: &[String],
     duration: Duration,
 ) -> BenchRate {
-    let tls = client_tls(&slapd.ca_file());
-    let users: Vec<&'static TestUser> = USERS
-        .iter()
-        .filter(|u| {
-            u.municipality == Municipality::Ventspils
-                && u.extra.iter().all(|(a, _)| *a == "employeeNumber")
-        })
-        .collect();
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut workers = Vec::new();
-    for worker in 0..pool.max(1) {
-        let (tls, url, users) = (tls.clone(), url.to_owned(), users.clone());
-        let attributes = attributes.to_vec();
-        workers.push(tokio::spawn(async move {
-            let mut search = connect(&url, &tls).await;
-            let m = Municipality::Ventspils;
+    RawPool::connect(slapd, url, pool, attributes)
+        .await
+        .run(duration)
+        .await
+}
+
+/// The connections of [`raw_search_bind_rate`], kept open so that a benchmark can measure
+/// in several slices, alternating with what it compares against.
+#[derive(Debug)]
+pub struct RawPool {
+    /// Per worker: the service-bound search connection and the user-bind connection.
+    workers: Vec<(ldap3::Ldap, ldap3::Ldap)>,
+    users: Vec<&'static TestUser>,
+    attributes: Vec<String>,
+}
+
+impl RawPool {
+    /// Opens `pool` pairs of connections to `url`, the search ones bound as Ventspils'
+    /// service account.
+    pub async fn connect(slapd: &Slapd, url: &str, pool: usize, attributes: &[String]) -> Self {
+        let tls = client_tls(&slapd.ca_file());
+        let m = Municipality::Ventspils;
+        let mut workers = Vec::new();
+        for _ in 0..pool.max(1) {
+            let mut search = connect(url, &tls).await;
             search
                 .simple_bind(&m.service_dn(), m.service_password())
                 .await
                 .unwrap()
                 .success()
                 .unwrap();
-            let mut bind = connect(&url, &tls).await;
-            let base = format!("ou=people,{}", m.suffix());
-            let mut done = 0_u64;
-            while Instant::now() < deadline {
-                let u = users[(worker + usize::try_from(done).unwrap_or(0)) % users.len()];
-                let filter = format!(
-                    "(&(objectClass=inetOrgPerson)(uid={}))",
-                    ldap3::ldap_escape(u.uid)
-                );
-                let (entries, _) = search
-                    .search(&base, ldap3::Scope::Subtree, &filter, &attributes)
-                    .await
-                    .unwrap()
-                    .success()
-                    .unwrap();
-                assert_eq!(entries.len(), 1);
-                let dn = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap()).dn;
-                bind.simple_bind(&dn, u.password)
-                    .await
-                    .unwrap()
-                    .success()
-                    .unwrap();
-                done += 1;
-            }
-            done
-        }));
+            workers.push((search, connect(url, &tls).await));
+        }
+        let users = USERS
+            .iter()
+            .filter(|u| u.municipality == m && u.extra.iter().all(|(a, _)| *a == "employeeNumber"))
+            .collect();
+        Self {
+            workers,
+            users,
+            attributes: attributes.to_vec(),
+        }
     }
-    let mut logins = 0;
-    for worker in workers {
-        logins += worker.await.unwrap();
-    }
-    BenchRate {
-        logins,
-        elapsed: start.elapsed(),
+
+    /// Search+bind logins by every worker for `duration`.
+    pub async fn run(&self, duration: Duration) -> BenchRate {
+        let start = Instant::now();
+        let deadline = start + duration;
+        let base = format!("ou=people,{}", Municipality::Ventspils.suffix());
+        let mut tasks = Vec::new();
+        for (worker, (search, bind)) in self.workers.iter().enumerate() {
+            let (mut search, mut bind) = (search.clone(), bind.clone());
+            let (users, attributes, base) =
+                (self.users.clone(), self.attributes.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0_u64;
+                while Instant::now() < deadline {
+                    let u = users[(worker + usize::try_from(done).unwrap_or(0)) % users.len()];
+                    let filter = format!(
+                        "(&(objectClass=inetOrgPerson)(uid={}))",
+                        ldap3::ldap_escape(u.uid)
+                    );
+                    let (entries, _) = search
+                        .search(&base, ldap3::Scope::Subtree, &filter, &attributes)
+                        .await
+                        .unwrap()
+                        .success()
+                        .unwrap();
+                    assert_eq!(entries.len(), 1);
+                    let dn = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap()).dn;
+                    bind.simple_bind(&dn, u.password)
+                        .await
+                        .unwrap()
+                        .success()
+                        .unwrap();
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut logins = 0;
+        for task in tasks {
+            logins += task.await.unwrap();
+        }
+        BenchRate {
+            logins,
+            elapsed: start.elapsed(),
+        }
     }
 }
 

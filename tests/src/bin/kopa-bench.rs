@@ -1,9 +1,10 @@
 //! Benchmarks that need the testkit (real slapd, in-process appliance). Prints one JSON
 //! object; `scripts/bench.py` turns it into rows of BENCHMARKS.md.
 //!
-//! `kopa-bench login [SECONDS] [CLIENTS]`: full sign-ins per second through the HTTPS form
-//! (keep-alive HTTP/2), next to a plain ldap3 search+bind client with the same pool size
-//! against the same slapd, in the same run.
+//! `kopa-bench login [SECONDS] [CLIENTS] [h1|h2] [POOL]`: full sign-ins per second through
+//! the HTTPS form (keep-alive HTTP/1.1 or HTTP/2), next to a plain ldap3 search+bind client
+//! with the same pool size against the same slapd, in the same run, with the CPU each phase
+//! cost this process and slapd per operation.
 //! `kopa-bench sessions [COUNT]`: resident memory added by COUNT stored SSO sessions.
 //! `kopa-bench saml [SECONDS]`: signed SAML Responses per second on one thread next to raw
 //! RSA-2048 signatures per second on one thread, in the same run.
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use kopa_tests::browser::{form_encode, hidden};
 use kopa_tests::client::{Client, Proto};
-use kopa_tests::slapd::{Municipality, Slapd, raw_search_bind_rate, user};
+use kopa_tests::slapd::{Municipality, RawPool, Slapd, user};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,17 +35,104 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user and system) used so far by process `pid` ("self" for this one), from
+/// /proc; Linux reports them in USER_HZ, 100 per second on every architecture it runs on.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may itself hold spaces: state is the first,
+    // utime the twelfth, stime the thirteenth.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// CPU used by this process (the appliance and the bench client, or the raw client) and
+/// by slapd between two points.
+struct CpuMark {
+    own: f64,
+    slapd: f64,
+    slapd_pid: String,
+}
+
+impl CpuMark {
+    fn now(slapd: &Slapd) -> Self {
+        let slapd_pid = slapd.pid().map_or_else(String::new, |p| p.to_string());
+        Self {
+            own: cpu_secs("self"),
+            slapd: cpu_secs(&slapd_pid),
+            slapd_pid,
+        }
+    }
+
+    /// CPU seconds of this process and of slapd since this mark.
+    fn since(&self) -> (f64, f64) {
+        (
+            cpu_secs("self") - self.own,
+            cpu_secs(&self.slapd_pid) - self.slapd,
+        )
+    }
+}
+
+/// Slices each side of the sign-in benchmark is measured in, alternating with the other,
+/// so that the machine's drift (this kind of virtual machine's speed moves by a fifth
+/// within minutes) touches Kopa and the baseline alike.
+const SLICES: u32 = 4;
+
+/// Totals of one side of the sign-in benchmark over its slices.
+#[derive(Default)]
+struct Side {
+    ops: u64,
+    secs: f64,
+    own_cpu: f64,
+    slapd_cpu: f64,
+}
+
+impl Side {
+    fn add(&mut self, ops: u64, secs: f64, mark: &CpuMark) {
+        let (own, slapd) = mark.since();
+        self.ops += ops;
+        self.secs += secs;
+        self.own_cpu += own;
+        self.slapd_cpu += slapd;
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.secs.max(f64::EPSILON)
+    }
+
+    /// CPU microseconds per operation, as JSON.
+    fn cpu(&self) -> serde_json::Value {
+        let ops = (self.ops as f64).max(1.0);
+        serde_json::json!({
+            "bench_process_us": (self.own_cpu * 1e6 / ops).round(),
+            "slapd_us": (self.slapd_cpu * 1e6 / ops).round(),
+        })
+    }
+}
+
+/// One benchmark client: its connection to Kopa, its session-bound login form.
+struct LoginClient {
+    conn: kopa_tests::client::Conn,
+    cookie: String,
+    body: Bytes,
+}
+
 async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) -> serde_json::Value {
     let slapd = Slapd::start();
     let url = slapd.ldap_url();
-    let run = Duration::from_secs(seconds);
+    let slice = Duration::from_secs(seconds) / SLICES;
     // The baseline asks for the attributes a Kopa sign-in asks for, so both do the same
     // directory work.
     let attributes = kopa_idp::directory::ldap::user_search_attributes(
         &slapd.directory(Municipality::Ventspils, vec![url.clone()]),
     )
     .unwrap();
-    let raw = raw_search_bind_rate(&slapd, &url, pool, &attributes, run).await;
+    let raw_pool = RawPool::connect(&slapd, &url, pool, &attributes).await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = kopa_tests::config_in(dir.path());
@@ -68,63 +156,84 @@ async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) ->
         .iter()
         .map(|u| (user(u).login(), user(u).password.to_owned()))
         .collect();
-    let done = Arc::new(AtomicU64::new(0));
+    let addr = kopa.addr;
+    let mut ready = Vec::new();
+    for i in 0..clients {
+        let (mut conn, _) = client.connect(addr, proto).await;
+        let page = conn.send(kopa_tests::client::get("/login")).await;
+        let cookie = page
+            .header("set-cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let csrf = hidden(&String::from_utf8_lossy(&page.body), "csrf").unwrap();
+        let (login, password) = &users[i % users.len()];
+        let body = Bytes::from(form_encode(&[
+            ("csrf", &csrf),
+            ("username", login),
+            ("password", password),
+        ]));
+        ready.push(LoginClient { conn, cookie, body });
+    }
     let refused = Arc::new(std::sync::Mutex::new(
         std::collections::BTreeMap::<u16, u64>::new(),
     ));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let form = users[i % users.len()].clone();
-        let (client, done, refused) = (client.clone(), done.clone(), refused.clone());
-        let addr = kopa.addr;
-        tasks.push(tokio::spawn(async move {
-            let (mut conn, _) = client.connect(addr, proto).await;
-            let page = conn.send(kopa_tests::client::get("/login")).await;
-            let cookie = page
-                .header("set-cookie")
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
-            let csrf = hidden(&String::from_utf8_lossy(&page.body), "csrf").unwrap();
-            let body = Bytes::from(form_encode(&[
-                ("csrf", &csrf),
-                ("username", &form.0),
-                ("password", &form.1),
-            ]));
-            while Instant::now() < deadline {
-                let req = http::Request::post(format!("https://{addr}/login"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("origin", format!("https://{addr}"))
-                    .header("cookie", &cookie)
-                    .body(Full::new(body.clone()))
-                    .unwrap();
-                let resp = conn.send(req).await;
-                if resp.status == 303 {
-                    done.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    *refused.lock().unwrap().entry(resp.status).or_default() += 1;
-                }
-            }
-        }));
+    let (mut raw, mut kopa_side) = (Side::default(), Side::default());
+    for _ in 0..SLICES {
+        let mark = CpuMark::now(&slapd);
+        let rate = raw_pool.run(slice).await;
+        raw.add(rate.logins, rate.elapsed.as_secs_f64(), &mark);
+
+        let done = Arc::new(AtomicU64::new(0));
+        let mark = CpuMark::now(&slapd);
+        let started = Instant::now();
+        let deadline = started + slice;
+        let tasks: Vec<_> = std::mem::take(&mut ready)
+            .into_iter()
+            .map(|mut c| {
+                let (done, refused) = (done.clone(), refused.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let req = http::Request::post(format!("https://{addr}/login"))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .header("origin", format!("https://{addr}"))
+                            .header("cookie", &c.cookie)
+                            .body(Full::new(c.body.clone()))
+                            .unwrap();
+                        let resp = c.conn.send(req).await;
+                        if resp.status == 303 {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            *refused.lock().unwrap().entry(resp.status).or_default() += 1;
+                        }
+                    }
+                    c
+                })
+            })
+            .collect();
+        for t in tasks {
+            ready.push(t.await.unwrap());
+        }
+        kopa_side.add(
+            done.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64(),
+            &mark,
+        );
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let elapsed = started.elapsed();
     kopa.shutdown().await;
-    let logins = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
     serde_json::json!({
         "clients": clients,
         "http": if proto == Proto::H2 { "HTTP/2" } else { "HTTP/1.1" },
         "pool": pool,
         "seconds": seconds,
+        "slices": SLICES,
         "raw_search_bind_per_s": raw.per_sec(),
         "raw_attributes": attributes,
-        "login_per_s": logins,
-        "ratio": logins / raw.per_sec(),
+        "login_per_s": kopa_side.per_sec(),
+        "ratio": kopa_side.per_sec() / raw.per_sec(),
+        "raw_cpu_per_search_bind": raw.cpu(),
+        "login_cpu_per_sign_in": kopa_side.cpu(),
         "refused_by_status": *refused.lock().unwrap(),
     })
 }
