@@ -41,6 +41,8 @@ const MAGIC: &[u8; 4] = b"KJ01";
 const HEADER: usize = 4 + 8 + 4 + 16;
 const BLOCK: u64 = 4096;
 const GROW: u64 = 1 << 20;
+/// The largest write buffer a journal keeps between appends.
+const SCRATCH_KEEP: usize = 64 << 10;
 /// Past this size the next transaction commits to the database durably instead.
 const CAPACITY: u64 = 16 << 20;
 /// The longest the database itself lags behind the journal.
@@ -273,7 +275,8 @@ pub(crate) struct Journal {
     pub(crate) checkpoint_every: Duration,
     /// Open with `O_DIRECT` if the file system allows it; cleared once it refuses.
     direct: bool,
-    /// Room for one aligned copy of what is written when `direct`.
+    /// Room for one block-aligned, zero-padded copy of what is written (up to
+    /// [`SCRATCH_KEEP`] is kept between writes).
     scratch: Vec<u8>,
 }
 
@@ -363,21 +366,16 @@ impl Journal {
                 .truncate(false)
                 .mode(0o600)
                 .custom_flags(libc::O_DSYNC);
-            let direct = if self.direct {
-                options
-                    .clone()
-                    .custom_flags(libc::O_DSYNC | libc::O_DIRECT)
-                    .open(&self.path)
-            } else {
-                Err(std::io::Error::from_raw_os_error(libc::EINVAL))
-            };
-            let file = match direct {
-                Ok(file) => file,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut direct = options.clone();
+            direct.custom_flags(libc::O_DSYNC | libc::O_DIRECT);
+            let file = match self.direct.then(|| direct.open(&self.path)) {
+                Some(Ok(file)) => file,
+                Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
+                // Refused, or refused before: through the page cache.
+                _ => {
                     self.direct = false;
                     options.open(&self.path)?
                 }
-                Err(e) => return Err(e),
             };
             fsutil::fsync_dir(fsutil::parent_dir(&self.path))?;
             self.file = Some(file);
@@ -393,29 +391,30 @@ impl Journal {
     fn write_blocks(&mut self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
         let block = BLOCK as usize;
         let len = bytes.len().div_ceil(block) * block;
-        loop {
-            self.open()?;
-            let direct = self.direct;
-            let scratch = &mut self.scratch;
-            if scratch.len() < len + block {
-                scratch.resize(len + block, 0);
-            }
-            // The first block boundary in memory within the scratch buffer.
-            let at = (block - scratch.as_ptr().addr() % block) % block;
-            scratch[at..at + bytes.len()].copy_from_slice(bytes);
-            scratch[at + bytes.len()..at + len].fill(0);
-            let file = self
-                .file
-                .as_ref()
-                .ok_or_else(|| std::io::Error::other("the journal file is not open"))?;
-            match file.write_all_at(&self.scratch[at..at + len], offset) {
-                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    self.direct = false;
-                    self.file = None;
-                }
-                other => return other,
-            }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.len() < len + block {
+            scratch.resize(len + block, 0);
         }
+        // The first block boundary in memory within the scratch buffer.
+        let at = (block - scratch.as_ptr().addr() % block) % block;
+        scratch[at..at + bytes.len()].copy_from_slice(bytes);
+        scratch[at + bytes.len()..at + len].fill(0);
+        let aligned = &scratch[at..at + len];
+        let mut written = self.open().and_then(|f| f.write_all_at(aligned, offset));
+        if self.direct
+            && written
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+        {
+            self.direct = false;
+            self.file = None;
+            written = self.open().and_then(|f| f.write_all_at(aligned, offset));
+        }
+        // Keep the buffer for the next entry unless a growth step or a large entry made it big.
+        if scratch.len() <= SCRATCH_KEEP {
+            self.scratch = scratch;
+        }
+        written
     }
 
     /// Makes sure `end` bytes of the file exist on disk, zero-filled, before an entry is

@@ -589,12 +589,12 @@ impl Slapd {
         panic!("slapd did not answer within 15 s; log:\n{}", self.log());
     }
 
-    /// `ldap://127.0.0.1:PORT` (StartTLS).
     /// The process id of the running slapd, for CPU accounting in benchmarks.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// `ldap://127.0.0.1:PORT` (StartTLS).
     pub fn ldap_url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.ldap_port)
     }

@@ -61,7 +61,7 @@ struct CpuMark {
 
 impl CpuMark {
     fn now(slapd: &Slapd) -> Self {
-        let slapd_pid = slapd.pid().map_or_else(String::new, |p| p.to_string());
+        let slapd_pid = slapd.pid().expect("slapd is running").to_string();
         Self {
             own: cpu_secs("self"),
             slapd: cpu_secs(&slapd_pid),
