@@ -116,7 +116,7 @@ fn sha256(bytes: &[u8]) -> aws_lc_rs::digest::Digest {
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A fresh random token: 32 bytes, base64url.

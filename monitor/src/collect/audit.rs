@@ -88,7 +88,49 @@ pub struct AuditFollower {
     seen: HashMap<(String, String), u64>,
     seen_dirty: Vec<(String, String)>,
     window: VecDeque<WindowEvent>,
+    recent_failures: RecentFailures,
     inactive_ms: u64,
+}
+
+/// Per account (as typed, lower-cased), the times of its last `SUSPICIOUS_FAILURES`
+/// failed sign-ins, oldest first: enough to tell whether a success follows that many
+/// failures within the hour without scanning the window, whose length grows with the
+/// sign-in rate.
+#[derive(Debug, Default)]
+struct RecentFailures {
+    times: HashMap<String, VecDeque<u64>>,
+}
+
+impl RecentFailures {
+    fn record(&mut self, account: &str, t: u64) {
+        if !self.times.contains_key(account) && self.times.len() >= MAX_WINDOW_EVENTS {
+            // As many accounts as the window holds events: forget those without a failure
+            // in the hour before `t`; should that free nothing, this one goes unremembered.
+            self.forget_before(t.saturating_sub(HOUR_MS));
+            if self.times.len() >= MAX_WINDOW_EVENTS {
+                return;
+            }
+        }
+        let times = self.times.entry(account.to_owned()).or_default();
+        if times.len() >= SUSPICIOUS_FAILURES {
+            times.pop_front();
+        }
+        times.push_back(t);
+    }
+
+    /// How many of the remembered failures of `account` are at or after `since` (at most
+    /// `SUSPICIOUS_FAILURES`).
+    fn since(&self, account: &str, since: u64) -> usize {
+        self.times
+            .get(account)
+            .map_or(0, |times| times.iter().filter(|t| **t >= since).count())
+    }
+
+    /// Forgets accounts whose last failure is before `t`.
+    fn forget_before(&mut self, t: u64) {
+        self.times
+            .retain(|_, times| times.back().is_some_and(|last| *last >= t));
+    }
 }
 
 fn tenant_of(r: &AuditRecord) -> String {
@@ -137,6 +179,7 @@ impl AuditFollower {
             seen,
             seen_dirty: Vec::new(),
             window: VecDeque::new(),
+            recent_failures: RecentFailures::default(),
             inactive_ms: u64::from(inactive_days) * DAY_MS,
         };
         // Records already counted, but recent enough for the windows.
@@ -170,7 +213,10 @@ impl AuditFollower {
             .unwrap_or_default()
             .to_lowercase();
         let kind = match (e.action.as_str(), e.outcome) {
-            ("login", Outcome::Failure) => Kind::Failed,
+            ("login", Outcome::Failure) => {
+                self.recent_failures.record(&account, r.time_ms);
+                Kind::Failed
+            }
             ("login", Outcome::Success) => {
                 let roles = e.details.get("roles").map(String::as_str).unwrap_or("");
                 let privileged = roles.split(' ').any(|r| PRIVILEGED.contains(&r));
@@ -178,13 +224,7 @@ impl AuditFollower {
                 let mfa = amr.split(' ').any(|m| m == "otp" || m == "mfa")
                     || e.method.as_deref() == Some("totp");
                 let since = r.time_ms.saturating_sub(HOUR_MS);
-                let failures = self
-                    .window
-                    .iter()
-                    .rev()
-                    .take_while(|w| w.t >= since)
-                    .filter(|w| w.kind == Kind::Failed && w.account == account)
-                    .count();
+                let failures = self.recent_failures.since(&account, since);
                 Kind::Success {
                     privileged,
                     mfa,
@@ -269,6 +309,8 @@ impl AuditFollower {
         while self.window.front().is_some_and(|w| w.t < horizon) {
             self.window.pop_front();
         }
+        self.recent_failures
+            .forget_before(now.saturating_sub(HOUR_MS));
         Ok(self.samples(now))
     }
 
@@ -428,5 +470,30 @@ impl AuditFollower {
             }
         }
         hours
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HOUR_MS, RecentFailures, SUSPICIOUS_FAILURES};
+
+    #[test]
+    fn recent_failures_count_only_the_last_hour_of_one_account() {
+        let mut f = RecentFailures::default();
+        let t0 = 10 * HOUR_MS;
+        for i in 0..5 {
+            f.record("anna", t0 + i);
+        }
+        f.record("liga", t0);
+        // At most the threshold is remembered, and only that account's.
+        assert_eq!(f.since("anna", t0), SUSPICIOUS_FAILURES);
+        assert_eq!(f.since("liga", t0), 1);
+        assert_eq!(f.since("janis", t0), 0);
+        // Failures older than the hour before the success no longer count.
+        assert_eq!(f.since("anna", t0 + 3), 2);
+        assert_eq!(f.since("anna", t0 + HOUR_MS), 0);
+        f.forget_before(t0 + 1);
+        assert_eq!(f.since("liga", 0), 0, "liga's only failure is forgotten");
+        assert_eq!(f.since("anna", 0), SUSPICIOUS_FAILURES);
     }
 }
