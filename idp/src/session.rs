@@ -108,15 +108,11 @@ const TIME_HEX: usize = 16;
 const SECRET_LEN: usize = 32;
 
 pub(crate) fn hash_token(token: &str) -> String {
-    hex_lower(sha256(token.as_bytes()).as_ref())
+    hex::encode(sha256(token.as_bytes()).as_ref())
 }
 
 fn sha256(bytes: &[u8]) -> aws_lc_rs::digest::Digest {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    hex::encode(bytes)
 }
 
 /// A fresh random token: 32 bytes, base64url.
@@ -171,16 +167,16 @@ impl Token {
 
     /// The key as stored.
     fn stored_key(&self) -> String {
-        hex_lower(&self.key)
+        hex::encode(self.key)
     }
 
     /// The public id: the key's random half.
     fn id(&self) -> String {
-        hex_lower(&self.key[TIME_HEX / 2..])
+        hex::encode(&self.key[TIME_HEX / 2..])
     }
 
     fn check(&self) -> String {
-        hex_lower(sha256(&self.secret).as_ref())
+        hex::encode(sha256(&self.secret).as_ref())
     }
 
     /// Whether `stored` was made for this token's secret (in constant time).
@@ -197,7 +193,7 @@ impl Token {
 fn key_at(ms: u64) -> String {
     let mut key = [0u8; KEY_LEN];
     key[..8].copy_from_slice(&ms.to_be_bytes());
-    hex_lower(&key)
+    hex::encode(key)
 }
 
 /// A session made by [`Sessions::prepare`], to be stored by [`Sessions::persist`].
