@@ -1,7 +1,6 @@
 //! From directory entries to Kopa users: search filters, the attributes to ask for,
 //! account state, groups and roles. No I/O here.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use kopa_config::{AccountRule, AccountState, AttributeMap, DirectoryConfig, GroupLookup};
@@ -44,13 +43,23 @@ pub(super) struct Group {
     pub name: String,
 }
 
-/// The attributes of one entry, by lowercase attribute description (servers answer
-/// with the schema's spelling, which need not be the configured one).
+/// The attributes of one entry, looked up by attribute description regardless of case
+/// (servers answer with the schema's spelling, which need not be the configured one). An
+/// entry carries a dozen attributes at most, so a scan beats hashing a lowered copy of
+/// the name on every lookup.
 #[derive(Debug, Default)]
 pub(super) struct Attrs {
     pub dn: String,
-    text: HashMap<String, Vec<String>>,
-    binary: HashMap<String, Vec<Vec<u8>>>,
+    text: Vec<(String, Vec<String>)>,
+    binary: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+/// The values of attribute `name` in `attrs`, ignoring case.
+fn lookup<'a, V>(attrs: &'a [(String, Vec<V>)], name: &str) -> Option<&'a [V]> {
+    attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
 }
 
 impl Mapping {
@@ -300,23 +309,16 @@ impl Attrs {
     }
 
     fn from_entry(entry: SearchEntry) -> Self {
-        fn lower<V>(map: HashMap<String, V>) -> HashMap<String, V> {
-            map.into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect()
-        }
         Self {
             dn: entry.dn,
-            text: lower(entry.attrs),
-            binary: lower(entry.bin_attrs),
+            text: entry.attrs.into_iter().collect(),
+            binary: entry.bin_attrs.into_iter().collect(),
         }
     }
 
     /// The text values of an attribute (none when absent or binary).
     pub fn all(&self, name: &str) -> &[String] {
-        self.text
-            .get(&name.to_ascii_lowercase())
-            .map_or(&[], Vec::as_slice)
+        lookup(&self.text, name).unwrap_or_default()
     }
 
     /// The first text value of an attribute.
@@ -325,17 +327,15 @@ impl Attrs {
     }
 
     fn first_binary(&self, name: &str) -> Option<&[u8]> {
-        self.binary
-            .get(&name.to_ascii_lowercase())
-            .and_then(|v| v.first())
+        lookup(&self.binary, name)
+            .and_then(<[_]>::first)
             .map(Vec::as_slice)
     }
 
     /// Whether the attribute has any value, text or binary.
     pub fn has(&self, name: &str) -> bool {
-        let name = name.to_ascii_lowercase();
-        self.text.get(&name).is_some_and(|v| !v.is_empty())
-            || self.binary.get(&name).is_some_and(|v| !v.is_empty())
+        lookup(&self.text, name).is_some_and(|v| !v.is_empty())
+            || lookup(&self.binary, name).is_some_and(|v| !v.is_empty())
     }
 }
 
@@ -443,7 +443,7 @@ fn first_rdn_value(dn: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
 
     use kopa_config::DirectoryKind;
     use kopa_core::TenantId;
@@ -635,5 +635,22 @@ mod tests {
             "uid=x,dc=lv",
             "DN when there is no subject attribute"
         );
+
+        // A server may spell attribute descriptions differently from the configuration.
+        let spelled = attrs(
+            "uid=liga,ou=people,dc=ventspils,dc=lv",
+            &[
+                ("UID", &["liga"]),
+                ("GivenName", &["Līga"]),
+                ("entryuuid", &["c0ffee00-0000-4000-8000-000000000002"]),
+                ("NSACCOUNTLOCK", &["TRUE"]),
+            ],
+        );
+        let user = m.user(&info, &spelled, "liga".into(), &[], "ldap://a");
+        assert_eq!(user.given_name.as_deref(), Some("Līga"));
+        assert_eq!(user.subject, "c0ffee00-0000-4000-8000-000000000002");
+        assert!(spelled.has("nsAccountLock") && !spelled.has("pwdAccountLockedTime"));
+        assert_eq!(spelled.all("uid"), ["liga"]);
+        assert!(spelled.all("mail").is_empty());
     }
 }

@@ -36,6 +36,8 @@ const MAX_GROUPS: i32 = 1000;
 pub struct LdapDirectory {
     info: DirectoryInfo,
     mapping: Mapping,
+    /// What the user search asks for (from the mapping, computed once).
+    user_attributes: Vec<String>,
     servers: Vec<Server>,
 }
 
@@ -114,6 +116,7 @@ impl LdapDirectory {
         }
         Ok(Self {
             info,
+            user_attributes: mapping.user_attributes(),
             mapping,
             servers,
         })
@@ -218,11 +221,10 @@ impl LdapDirectory {
 
     /// The one entry `filter` finds; `None` for no entry or several.
     async fn find_user(&self, server: &Server, filter: &str) -> Result<Option<Attrs>, Failure> {
-        let attributes = self.mapping.user_attributes();
+        let attributes = &self.user_attributes;
         let base = self.mapping.user_base.as_str();
         let SearchResult(entries, result) = server
             .run(Purpose::Search, |mut ldap| {
-                let attributes = &attributes;
                 async move {
                     // Two are enough to know the login is ambiguous.
                     ldap.with_search_options(SearchOptions::new().sizelimit(2))
