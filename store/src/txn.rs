@@ -135,6 +135,20 @@ impl<'a> WriteTxn<'a> {
         Ok(count)
     }
 
+    /// Removes `k` without reading the value it had (which may no longer decode);
+    /// returns whether it was there.
+    pub fn delete<K: Key, V>(&self, t: &Table<K, V>, k: &K) -> Result<bool, StoreError> {
+        let key = k.encode();
+        let mut table = self.inner.open_table(t.def())?;
+        let found = table.remove(key.as_slice())?.is_some();
+        if let Some(j) = self.journal
+            && found
+        {
+            j.remove(t.name(), &key);
+        }
+        Ok(found)
+    }
+
     /// Removes `k`, returning the value it had.
     pub fn remove<K: Key, V: DeserializeOwned>(
         &self,
@@ -209,6 +223,22 @@ macro_rules! read_methods {
             to: &K,
             limit: usize,
         ) -> Result<Vec<(K, V)>, StoreError> {
+            self.range_between_each(t, from, to, limit)?
+                .into_iter()
+                .map(|(k, v)| v.map(|v| (k, v)))
+                .collect()
+        }
+
+        /// Like [`Self::range_between`], but each value is decoded on its own: a record
+        /// that no longer decodes comes back as its error instead of failing the range,
+        /// so that a sweep can still remove it by its key.
+        pub fn range_between_each<K: Key, V: DeserializeOwned>(
+            &self,
+            t: &Table<K, V>,
+            from: &K,
+            to: &K,
+            limit: usize,
+        ) -> Result<Vec<(K, Result<V, StoreError>)>, StoreError> {
             let Some(table) = self.open(t.name())? else {
                 return Ok(Vec::new());
             };
@@ -216,12 +246,15 @@ macro_rules! read_methods {
             if start >= end {
                 return Ok(Vec::new());
             }
-            collect(
-                t,
-                table.range::<&[u8]>(start.as_slice()..end.as_slice())?,
-                &[],
-                limit,
-            )
+            let mut out = Vec::new();
+            for item in table
+                .range::<&[u8]>(start.as_slice()..end.as_slice())?
+                .take(limit)
+            {
+                let (k, v) = item?;
+                out.push((K::decode(k.value())?, t.decode_value(v.value())));
+            }
+            Ok(out)
         }
 
         /// Every record whose key has first component `a`, in key order.
