@@ -96,18 +96,33 @@ pub struct AuditFollower {
 /// failed sign-ins, oldest first: enough to tell whether a success follows that many
 /// failures within the hour without scanning the window, whose length grows with the
 /// sign-in rate.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RecentFailures {
     times: HashMap<String, VecDeque<u64>>,
+    /// The most accounts remembered (as many as the window holds events).
+    cap: usize,
+}
+
+impl Default for RecentFailures {
+    fn default() -> Self {
+        Self::with_cap(MAX_WINDOW_EVENTS)
+    }
 }
 
 impl RecentFailures {
+    fn with_cap(cap: usize) -> Self {
+        Self {
+            times: HashMap::new(),
+            cap,
+        }
+    }
+
     fn record(&mut self, account: &str, t: u64) {
-        if !self.times.contains_key(account) && self.times.len() >= MAX_WINDOW_EVENTS {
-            // As many accounts as the window holds events: forget those without a failure
-            // in the hour before `t`; should that free nothing, this one goes unremembered.
+        if !self.times.contains_key(account) && self.times.len() >= self.cap {
+            // Full: forget the accounts without a failure in the hour before `t`; should
+            // that free nothing, this one goes unremembered.
             self.forget_before(t.saturating_sub(HOUR_MS));
-            if self.times.len() >= MAX_WINDOW_EVENTS {
+            if self.times.len() >= self.cap {
                 return;
             }
         }
@@ -495,5 +510,30 @@ mod tests {
         f.forget_before(t0 + 1);
         assert_eq!(f.since("liga", 0), 0, "liga's only failure is forgotten");
         assert_eq!(f.since("anna", 0), SUSPICIOUS_FAILURES);
+    }
+
+    #[test]
+    fn recent_failures_stay_within_their_cap() {
+        let mut f = RecentFailures::with_cap(3);
+        let t0 = 10 * HOUR_MS;
+        for account in ["a", "b", "c"] {
+            f.record(account, t0);
+        }
+        // Full, and every account failed within the hour: the newcomer is not remembered,
+        // while the known ones still count.
+        f.record("d", t0 + 10);
+        f.record("a", t0 + 10);
+        assert_eq!(f.since("d", 0), 0);
+        assert_eq!(f.since("a", 0), 2);
+        // An hour on, the accounts idle since then make room.
+        f.record("e", t0 + HOUR_MS + 5);
+        assert_eq!(f.since("e", 0), 1);
+        assert_eq!(f.since("b", 0), 0, "b was forgotten to make room");
+        assert_eq!(
+            f.since("a", 0),
+            2,
+            "a failed within the hour before e's failure"
+        );
+        assert!(f.times.len() <= 3);
     }
 }
