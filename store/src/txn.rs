@@ -138,15 +138,7 @@ impl<'a> WriteTxn<'a> {
     /// Removes `k` without reading the value it had (which may no longer decode);
     /// returns whether it was there.
     pub fn delete<K: Key, V>(&self, t: &Table<K, V>, k: &K) -> Result<bool, StoreError> {
-        let key = k.encode();
-        let mut table = self.inner.open_table(t.def())?;
-        let found = table.remove(key.as_slice())?.is_some();
-        if let Some(j) = self.journal
-            && found
-        {
-            j.remove(t.name(), &key);
-        }
-        Ok(found)
+        Ok(self.remove_with(t, k, |_| ())?.is_some())
     }
 
     /// Removes `k`, returning the value it had.
@@ -155,6 +147,17 @@ impl<'a> WriteTxn<'a> {
         t: &Table<K, V>,
         k: &K,
     ) -> Result<Option<V>, StoreError> {
+        self.remove_with(t, k, |old| t.decode_value(old))?
+            .transpose()
+    }
+
+    /// Removes `k` (journaled when it was there) and reads its old bytes with `read`.
+    fn remove_with<K: Key, V, T>(
+        &self,
+        t: &Table<K, V>,
+        k: &K,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
         let key = k.encode();
         let mut table = self.inner.open_table(t.def())?;
         let old = table.remove(key.as_slice())?;
@@ -163,7 +166,7 @@ impl<'a> WriteTxn<'a> {
         {
             j.remove(t.name(), &key);
         }
-        old.map(|g| t.decode_value(g.value())).transpose()
+        Ok(old.map(|g| read(g.value())))
     }
 }
 
