@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod error;
 pub mod generated;
+pub mod load;
 pub mod principal;
 pub mod sample;
 pub mod vm;

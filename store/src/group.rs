@@ -17,6 +17,33 @@ use tokio::sync::oneshot;
 /// requests. A lone writer never waits.
 pub(crate) const COMMIT_DELAY: Duration = Duration::from_micros(500);
 
+/// The wait for company while the process is busy (see [`commit_delay`]).
+pub(crate) const BUSY_COMMIT_DELAY: Duration = Duration::from_millis(2);
+
+/// Requests in flight from which the process counts as busy.
+pub(crate) const BUSY_REQUESTS: usize = 48;
+
+/// How long a committer whose last batch held more than one write waits for more before
+/// the next commit (PostgreSQL's `commit_delay`, gated like its `commit_siblings`).
+///
+/// The wait trades latency for CPU: each commit costs a journal write and a redb commit
+/// whatever its size, so a longer wait means fewer, larger commits. That pays only while
+/// enough other requests are being served to keep the cores busy meanwhile; with fewer,
+/// the cores idle and the waiting requests answer later. `in_flight` is the number of
+/// requests being served by the process (`kopa_core::load`).
+pub(crate) fn commit_delay(in_flight: usize) -> Duration {
+    if in_flight >= BUSY_REQUESTS {
+        BUSY_COMMIT_DELAY
+    } else {
+        COMMIT_DELAY
+    }
+}
+
+/// Sleeps for the commit delay that the process's current load calls for.
+pub(crate) fn wait_for_company() {
+    std::thread::sleep(commit_delay(kopa_core::load::in_flight()));
+}
+
 /// An operation that may run twice (once in a batch, once alone after a batch failure):
 /// it must only write, deterministically, from what it captured.
 pub type GroupOp = Box<dyn Fn(&WriteTxn<'_>) -> Result<(), StoreError> + Send>;
@@ -69,7 +96,7 @@ impl Store {
         let mut last_batch = 0;
         loop {
             if last_batch > 1 {
-                std::thread::sleep(COMMIT_DELAY);
+                wait_for_company();
             }
             let batch = {
                 let mut q = lock(&self.group().queue);
@@ -125,6 +152,16 @@ mod tests {
             apply: create,
         }],
     };
+
+    #[test]
+    fn commits_wait_longer_only_while_the_process_is_busy() {
+        use super::{BUSY_COMMIT_DELAY, BUSY_REQUESTS, COMMIT_DELAY, commit_delay};
+        assert!(BUSY_COMMIT_DELAY > COMMIT_DELAY);
+        assert_eq!(commit_delay(0), COMMIT_DELAY);
+        assert_eq!(commit_delay(BUSY_REQUESTS - 1), COMMIT_DELAY);
+        assert_eq!(commit_delay(BUSY_REQUESTS), BUSY_COMMIT_DELAY);
+        assert_eq!(commit_delay(usize::MAX), BUSY_COMMIT_DELAY);
+    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn concurrent_writes_share_commits_and_a_failure_stays_alone() {

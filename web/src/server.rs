@@ -200,12 +200,13 @@ impl Activity {
 
 /// Counts a request as in flight until dropped, so a request abandoned mid-way (an HTTP/2
 /// stream reset drops its future) still ends its count.
-struct InFlight(Arc<Activity>);
+/// The process-wide count (`kopa_core::load`) follows the same requests.
+struct InFlight(Arc<Activity>, #[allow(dead_code)] kopa_core::load::Request);
 
 impl InFlight {
     fn start(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        Self(activity)
+        Self(activity, kopa_core::load::Request::start())
     }
 }
 

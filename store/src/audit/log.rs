@@ -462,7 +462,7 @@ impl Writer {
         // One sleep, then take what arrived: waking per arriving append would cost a context
         // switch each, which is what the delay is meant to save.
         if self.last_batch > 1 {
-            std::thread::sleep(crate::group::COMMIT_DELAY);
+            crate::group::wait_for_company();
         }
         while batch.len() < self.options.max_batch {
             match self.rx.try_recv() {
