@@ -200,21 +200,27 @@ impl Activity {
 
 /// Counts a request as in flight until dropped, so a request abandoned mid-way (an HTTP/2
 /// stream reset drops its future) still ends its count.
-/// The process-wide count (`kopa_core::load`) follows the same requests.
-struct InFlight(Arc<Activity>, #[allow(dead_code)] kopa_core::load::Request);
+struct InFlight {
+    activity: Arc<Activity>,
+    /// The process-wide count (`kopa_core::load`), which the store's commits consult.
+    _process: kopa_core::load::Request,
+}
 
 impl InFlight {
     fn start(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        Self(activity, kopa_core::load::Request::start())
+        Self {
+            activity,
+            _process: kopa_core::load::Request::start(),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let now = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_done_ms.store(now, Ordering::SeqCst);
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let now = u64::try_from(self.activity.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.last_done_ms.store(now, Ordering::SeqCst);
+        self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
