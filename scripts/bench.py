@@ -210,7 +210,7 @@ def main():
         return f"{c['bench_process_us']:.0f} µs in the bench process, {c['slapd_us']:.0f} µs in slapd"
 
     rows += [
-        (f"Full sign-in (HTTPS form, {login['http']} keep-alive, {login['clients']} clients → LDAP search+bind → session → audit → 303)",
+        (f"Full sign-in (HTTPS form, {login['http']} keep-alive, {login['clients']} clients ({login['load_client']} load client) → LDAP search+bind → session → audit → 303)",
          f"{login['login_per_s']:.0f}/s ({login['login_per_s'] / cores:.0f}/s per core; CPU per sign-in: "
          f"{cpu(login['login_cpu_per_sign_in'])})",
          "ratio ≥ 0.5; ≥ 300/s per core (Keycloak: 15/s per vCPU)",

@@ -96,18 +96,7 @@ impl Client {
     /// Opens a TLS connection to `addr` negotiating `proto`; returns it and the server's
     /// leaf certificate fingerprint.
     pub async fn connect(&self, addr: SocketAddr, proto: Proto) -> (Conn, String) {
-        let mut config = (*self.base).clone();
-        config.alpn_protocols = vec![match proto {
-            Proto::H1 => b"http/1.1".to_vec(),
-            Proto::H2 => b"h2".to_vec(),
-        }];
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let name = ServerName::IpAddress(addr.ip().into());
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake with Kopa");
+        let tls = self.connect_tls(addr, proto).await;
         let (_, session) = tls.get_ref();
         let leaf = session.peer_certificates().unwrap()[0].clone();
         let fingerprint = kopa_web::tls::fingerprint(leaf.as_ref());
@@ -134,6 +123,27 @@ impl Client {
             }
         };
         (conn, fingerprint)
+    }
+
+    /// Opens a TLS connection to `addr` negotiating `proto` (TCP_NODELAY), without an
+    /// HTTP layer on top.
+    pub async fn connect_tls(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let mut config = (*self.base).clone();
+        config.alpn_protocols = vec![match proto {
+            Proto::H1 => b"http/1.1".to_vec(),
+            Proto::H2 => b"h2".to_vec(),
+        }];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = ServerName::IpAddress(addr.ip().into());
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with Kopa")
     }
 
     /// One request on a fresh connection.

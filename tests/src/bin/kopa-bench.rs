@@ -1,10 +1,13 @@
 //! Benchmarks that need the testkit (real slapd, in-process appliance). Prints one JSON
 //! object; `scripts/bench.py` turns it into rows of BENCHMARKS.md.
 //!
-//! `kopa-bench login [SECONDS] [CLIENTS] [h1|h2] [POOL]`: full sign-ins per second through
-//! the HTTPS form (keep-alive HTTP/1.1 or HTTP/2), next to a plain ldap3 search+bind client
-//! with the same pool size against the same slapd, in the same run, with the CPU each phase
-//! cost this process and slapd per operation.
+//! `kopa-bench login [SECONDS] [CLIENTS] [h1|h1-hyper|h2] [POOL]`: full sign-ins per second
+//! through the HTTPS form (keep-alive HTTP/1.1 or HTTP/2), next to a plain ldap3 search+bind
+//! client with the same pool size against the same slapd, in the same run, with the CPU
+//! each phase cost this process and slapd per operation. The load generator shares this
+//! process and its two cores with Kopa, so for HTTP/1.1 it is a lean one ([`LeanH1`]: the
+//! request's bytes written, the response read to its end); `h1-hyper` sends the same
+//! requests through hyper's client instead, as HTTP/2 does.
 //! `kopa-bench sessions [COUNT]`: resident memory added by COUNT stored SSO sessions.
 //! `kopa-bench saml [SECONDS]`: signed SAML Responses per second on one thread next to raw
 //! RSA-2048 signatures per second on one thread, in the same run.
@@ -115,14 +118,105 @@ impl Side {
     }
 }
 
+/// How the sign-in load reaches Kopa.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// HTTP/1.1 through [`LeanH1`].
+    Lean,
+    /// Through hyper's client, HTTP/1.1 or HTTP/2.
+    Hyper(Proto),
+}
+
+/// One benchmark client's connection to Kopa.
+enum LoadConn {
+    Lean(Box<LeanH1>),
+    Hyper(kopa_tests::client::Conn),
+}
+
 /// One benchmark client: its connection to Kopa, its session-bound login form.
 struct LoginClient {
-    conn: kopa_tests::client::Conn,
+    conn: LoadConn,
     cookie: String,
     body: Bytes,
 }
 
-async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) -> serde_json::Value {
+/// A keep-alive HTTP/1.1 client that does only what the sign-in load needs: the same
+/// request, built once, written again and again; each response read up to the end its
+/// `content-length` gives. Anything else (chunked bodies, a closed connection, a
+/// malformed head) stops the benchmark with a message.
+struct LeanH1 {
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl LeanH1 {
+    fn new(
+        tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        addr: std::net::SocketAddr,
+        cookie: &str,
+        body: &[u8],
+    ) -> Self {
+        let mut request = format!(
+            "POST /login HTTP/1.1\r\nhost: {addr}\r\norigin: https://{addr}\r\n\
+             content-type: application/x-www-form-urlencoded\r\ncookie: {cookie}\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        Self {
+            tls,
+            request,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Sends the request and returns the response's status.
+    async fn send(&mut self) -> u16 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        self.tls.write_all(&self.request).await.unwrap();
+        self.tls.flush().await.unwrap();
+        self.buf.clear();
+        loop {
+            if let Some((status, len)) = response_length(&self.buf)
+                && self.buf.len() >= len
+            {
+                assert_eq!(self.buf.len(), len, "bytes after the response");
+                return status;
+            }
+            let mut chunk = [0_u8; 4096];
+            let n = self.tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "Kopa closed the keep-alive connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// The status and the whole length (head and body) of the HTTP/1.1 response at the start
+/// of `buf`, once its head is complete.
+fn response_length(buf: &[u8]) -> Option<(u16, usize)> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..head_end]).expect("an ASCII response head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line[9..12].parse().expect("a status code");
+    let mut body = None;
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        if name.eq_ignore_ascii_case("content-length") {
+            body = Some(value.trim().parse::<usize>().expect("a content-length"));
+        }
+        assert!(
+            !name.eq_ignore_ascii_case("transfer-encoding"),
+            "the lean client reads content-length bodies only: {head}"
+        );
+    }
+    Some((status, head_end + body.expect("a content-length")))
+}
+
+async fn login_bench(seconds: u64, clients: usize, load: Load, pool: usize) -> serde_json::Value {
     let slapd = Slapd::start();
     let url = slapd.ldap_url();
     let slice = Duration::from_secs(seconds) / SLICES;
@@ -158,6 +252,10 @@ async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) ->
         .collect();
     let addr = kopa.addr;
     let mut ready = Vec::new();
+    let proto = match load {
+        Load::Lean => Proto::H1,
+        Load::Hyper(proto) => proto,
+    };
     for i in 0..clients {
         let (mut conn, _) = client.connect(addr, proto).await;
         let page = conn.send(kopa_tests::client::get("/login")).await;
@@ -174,6 +272,16 @@ async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) ->
             ("username", login),
             ("password", password),
         ]));
+        let conn = match load {
+            // The form came over a hyper connection; the load goes over a lean one.
+            Load::Lean => LoadConn::Lean(Box::new(LeanH1::new(
+                client.connect_tls(addr, Proto::H1).await,
+                addr,
+                &cookie,
+                &body,
+            ))),
+            Load::Hyper(_) => LoadConn::Hyper(conn),
+        };
         ready.push(LoginClient { conn, cookie, body });
     }
     let refused = Arc::new(std::sync::Mutex::new(
@@ -195,17 +303,22 @@ async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) ->
                 let (done, refused) = (done.clone(), refused.clone());
                 tokio::spawn(async move {
                     while Instant::now() < deadline {
-                        let req = http::Request::post(format!("https://{addr}/login"))
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .header("origin", format!("https://{addr}"))
-                            .header("cookie", &c.cookie)
-                            .body(Full::new(c.body.clone()))
-                            .unwrap();
-                        let resp = c.conn.send(req).await;
-                        if resp.status == 303 {
+                        let status = match &mut c.conn {
+                            LoadConn::Lean(lean) => lean.send().await,
+                            LoadConn::Hyper(conn) => {
+                                let req = http::Request::post(format!("https://{addr}/login"))
+                                    .header("content-type", "application/x-www-form-urlencoded")
+                                    .header("origin", format!("https://{addr}"))
+                                    .header("cookie", &c.cookie)
+                                    .body(Full::new(c.body.clone()))
+                                    .unwrap();
+                                conn.send(req).await.status
+                            }
+                        };
+                        if status == 303 {
                             done.fetch_add(1, Ordering::Relaxed);
                         } else {
-                            *refused.lock().unwrap().entry(resp.status).or_default() += 1;
+                            *refused.lock().unwrap().entry(status).or_default() += 1;
                         }
                     }
                     c
@@ -225,6 +338,7 @@ async fn login_bench(seconds: u64, clients: usize, proto: Proto, pool: usize) ->
     serde_json::json!({
         "clients": clients,
         "http": if proto == Proto::H2 { "HTTP/2" } else { "HTTP/1.1" },
+        "load_client": if load == Load::Lean { "lean" } else { "hyper" },
         "pool": pool,
         "seconds": seconds,
         "slices": SLICES,
@@ -561,14 +675,15 @@ fn main() {
         .unwrap();
     let out = match args.first().map(String::as_str) {
         Some("login") => {
-            let proto = match args.get(3).map(String::as_str) {
-                Some("h1") => Proto::H1,
-                _ => Proto::H2,
+            let load = match args.get(3).map(String::as_str) {
+                Some("h1") => Load::Lean,
+                Some("h1-hyper") => Load::Hyper(Proto::H1),
+                _ => Load::Hyper(Proto::H2),
             };
             rt.block_on(login_bench(
                 num(1, 5),
                 num(2, 16) as usize,
-                proto,
+                load,
                 num(4, POOL as u64) as usize,
             ))
         }
@@ -577,7 +692,7 @@ fn main() {
         Some("saml") => saml_bench(num(1, 3) as f64),
         _ => {
             eprintln!(
-                "usage: kopa-bench login [SECONDS] [CLIENTS] [h1|h2] [POOL] | sessions [COUNT] | token [SECONDS] [CLIENTS] | saml [SECONDS]"
+                "usage: kopa-bench login [SECONDS] [CLIENTS] [h1|h1-hyper|h2] [POOL] | sessions [COUNT] | token [SECONDS] [CLIENTS] | saml [SECONDS]"
             );
             std::process::exit(2);
         }
