@@ -20,8 +20,19 @@ pub(crate) const COMMIT_DELAY: Duration = Duration::from_micros(500);
 /// The wait for company while the process is busy (see [`commit_delay`]).
 pub(crate) const BUSY_COMMIT_DELAY: Duration = Duration::from_millis(2);
 
-/// Requests in flight from which the process counts as busy.
-pub(crate) const BUSY_REQUESTS: usize = 48;
+/// Requests in flight per core from which the process counts as busy: 48 on the two
+/// cores where the rule was measured (ADR 5, fifth follow-up), as the requests that keep
+/// the cores busy while commits wait grow with the cores.
+pub(crate) const BUSY_REQUESTS_PER_CORE: usize = 24;
+
+/// Requests in flight from which this process counts as busy.
+fn busy_requests() -> usize {
+    static BUSY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUSY.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        BUSY_REQUESTS_PER_CORE * cores
+    })
+}
 
 /// How long a committer whose last batch held more than one write waits for more before
 /// the next commit (PostgreSQL's `commit_delay`, gated like its `commit_siblings`).
@@ -30,9 +41,10 @@ pub(crate) const BUSY_REQUESTS: usize = 48;
 /// whatever its size, so a longer wait means fewer, larger commits. That pays only while
 /// enough other requests are being served to keep the cores busy meanwhile; with fewer,
 /// the cores idle and the waiting requests answer later. `in_flight` is the number of
-/// requests being served by the process (`kopa_core::load`).
-pub(crate) fn commit_delay(in_flight: usize) -> Duration {
-    if in_flight >= BUSY_REQUESTS {
+/// requests being served by the process (`kopa_core::load`), `busy` the count from which
+/// it counts as busy.
+pub(crate) fn commit_delay(in_flight: usize, busy: usize) -> Duration {
+    if in_flight >= busy {
         BUSY_COMMIT_DELAY
     } else {
         COMMIT_DELAY
@@ -41,7 +53,7 @@ pub(crate) fn commit_delay(in_flight: usize) -> Duration {
 
 /// Sleeps for the commit delay that the process's current load calls for.
 pub(crate) fn wait_for_company() {
-    std::thread::sleep(commit_delay(kopa_core::load::in_flight()));
+    std::thread::sleep(commit_delay(kopa_core::load::in_flight(), busy_requests()));
 }
 
 /// An operation that may run twice (once in a batch, once alone after a batch failure):
@@ -155,12 +167,15 @@ mod tests {
 
     #[test]
     fn commits_wait_longer_only_while_the_process_is_busy() {
-        use super::{BUSY_COMMIT_DELAY, BUSY_REQUESTS, COMMIT_DELAY, commit_delay};
+        use super::{BUSY_COMMIT_DELAY, COMMIT_DELAY, busy_requests, commit_delay};
         assert!(BUSY_COMMIT_DELAY > COMMIT_DELAY);
-        assert_eq!(commit_delay(0), COMMIT_DELAY);
-        assert_eq!(commit_delay(BUSY_REQUESTS - 1), COMMIT_DELAY);
-        assert_eq!(commit_delay(BUSY_REQUESTS), BUSY_COMMIT_DELAY);
-        assert_eq!(commit_delay(usize::MAX), BUSY_COMMIT_DELAY);
+        assert_eq!(commit_delay(0, 48), COMMIT_DELAY);
+        assert_eq!(commit_delay(47, 48), COMMIT_DELAY);
+        assert_eq!(commit_delay(48, 48), BUSY_COMMIT_DELAY);
+        assert_eq!(commit_delay(usize::MAX, 48), BUSY_COMMIT_DELAY);
+        // The mark grows with the cores: 24 requests per core.
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(busy_requests(), 24 * cores);
     }
 
     #[tokio::test(flavor = "multi_thread")]
