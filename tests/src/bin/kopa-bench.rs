@@ -127,17 +127,34 @@ enum Load {
     Hyper(Proto),
 }
 
-/// One benchmark client's connection to Kopa.
-enum LoadConn {
+/// One benchmark client: its connection to Kopa, carrying its session-bound login form.
+enum LoginClient {
+    /// The request is built once, inside.
     Lean(Box<LeanH1>),
-    Hyper(kopa_tests::client::Conn),
+    /// The request is built per sign-in from the form's cookie and body.
+    Hyper {
+        conn: kopa_tests::client::Conn,
+        cookie: String,
+        body: Bytes,
+    },
 }
 
-/// One benchmark client: its connection to Kopa, its session-bound login form.
-struct LoginClient {
-    conn: LoadConn,
-    cookie: String,
-    body: Bytes,
+impl LoginClient {
+    /// Posts the login form once and returns the response's status.
+    async fn sign_in(&mut self, addr: std::net::SocketAddr) -> u16 {
+        match self {
+            LoginClient::Lean(lean) => lean.send().await,
+            LoginClient::Hyper { conn, cookie, body } => {
+                let req = http::Request::post(format!("https://{addr}/login"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("origin", format!("https://{addr}"))
+                    .header("cookie", cookie.as_str())
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                conn.send(req).await.status
+            }
+        }
+    }
 }
 
 /// A keep-alive HTTP/1.1 client that does only what the sign-in load needs: the same
@@ -272,17 +289,16 @@ async fn login_bench(seconds: u64, clients: usize, load: Load, pool: usize) -> s
             ("username", login),
             ("password", password),
         ]));
-        let conn = match load {
+        ready.push(match load {
             // The form came over a hyper connection; the load goes over a lean one.
-            Load::Lean => LoadConn::Lean(Box::new(LeanH1::new(
+            Load::Lean => LoginClient::Lean(Box::new(LeanH1::new(
                 client.connect_tls(addr, Proto::H1).await,
                 addr,
                 &cookie,
                 &body,
             ))),
-            Load::Hyper(_) => LoadConn::Hyper(conn),
-        };
-        ready.push(LoginClient { conn, cookie, body });
+            Load::Hyper(_) => LoginClient::Hyper { conn, cookie, body },
+        });
     }
     let refused = Arc::new(std::sync::Mutex::new(
         std::collections::BTreeMap::<u16, u64>::new(),
@@ -303,18 +319,7 @@ async fn login_bench(seconds: u64, clients: usize, load: Load, pool: usize) -> s
                 let (done, refused) = (done.clone(), refused.clone());
                 tokio::spawn(async move {
                     while Instant::now() < deadline {
-                        let status = match &mut c.conn {
-                            LoadConn::Lean(lean) => lean.send().await,
-                            LoadConn::Hyper(conn) => {
-                                let req = http::Request::post(format!("https://{addr}/login"))
-                                    .header("content-type", "application/x-www-form-urlencoded")
-                                    .header("origin", format!("https://{addr}"))
-                                    .header("cookie", &c.cookie)
-                                    .body(Full::new(c.body.clone()))
-                                    .unwrap();
-                                conn.send(req).await.status
-                            }
-                        };
+                        let status = c.sign_in(addr).await;
                         if status == 303 {
                             done.fetch_add(1, Ordering::Relaxed);
                         } else {
